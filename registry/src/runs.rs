@@ -1,0 +1,861 @@
+//! Runs: one execution of training code, with params (immutable), metrics (full history), tags and
+//! dataset inputs (lineage).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use utoipa::ToSchema;
+
+use crate::audit::{self, Actor};
+use crate::db::{Store, new_id, now_ms};
+use crate::error::{Error, Result};
+use crate::experiments::{LifecycleStage, Tag, active_experiment};
+use crate::sql::Sql;
+use crate::{run_names, validate};
+
+/// The tag MLflow keeps in step with a run's name.
+pub const RUN_NAME_TAG: &str = "mlflow.runName";
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    /// Started, not ended.
+    Running,
+    /// Created, waiting to start.
+    Scheduled,
+    /// Ended normally.
+    Finished,
+    /// Ended with an error.
+    Failed,
+    /// Stopped from outside.
+    Killed,
+}
+
+impl RunStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "RUNNING",
+            RunStatus::Scheduled => "SCHEDULED",
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "RUNNING" => RunStatus::Running,
+            "SCHEDULED" => RunStatus::Scheduled,
+            "FINISHED" => RunStatus::Finished,
+            "FAILED" => RunStatus::Failed,
+            "KILLED" => RunStatus::Killed,
+            other => return Err(Error::invalid(format!("unknown run status '{other}'"))),
+        })
+    }
+}
+
+/// A run's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RunInfo {
+    /// 32 hex digits.
+    pub run_id: String,
+    /// Same as `run_id` (MLflow keeps both).
+    pub run_uuid: String,
+    /// Human-readable name.
+    pub run_name: String,
+    /// The experiment the run belongs to.
+    pub experiment_id: String,
+    /// Who created it.
+    pub user_id: String,
+    /// Where it is in its life.
+    pub status: RunStatus,
+    /// ms since the Unix epoch.
+    pub start_time: i64,
+    /// ms since the Unix epoch, once ended.
+    pub end_time: Option<i64>,
+    /// Root of the run's artifacts.
+    pub artifact_uri: String,
+    /// Live or soft-deleted.
+    pub lifecycle_stage: LifecycleStage,
+}
+
+/// One point of a metric's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Metric {
+    /// Metric key.
+    pub key: String,
+    /// Value. The native API takes only finite numbers (JSON has no NaN or infinity).
+    pub value: f64,
+    /// ms since the Unix epoch; defaults to the time of logging.
+    #[serde(default = "now_ms")]
+    pub timestamp: i64,
+    /// Training step; defaults to 0.
+    #[serde(default)]
+    pub step: i64,
+}
+
+/// A hyperparameter: set once, never changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Param {
+    /// Param key.
+    pub key: String,
+    /// Param value, as a string.
+    pub value: String,
+}
+
+/// A run's params, latest metrics and tags.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, ToSchema)]
+pub struct RunData {
+    /// The latest value of each metric.
+    pub metrics: Vec<Metric>,
+    /// All params.
+    pub params: Vec<Param>,
+    /// All tags.
+    pub tags: Vec<Tag>,
+}
+
+/// A dataset as MLflow describes it: refit's snapshots put their full-content digest in `digest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Dataset {
+    /// Dataset name.
+    pub name: String,
+    /// Content digest.
+    pub digest: String,
+    /// Kind of source, e.g. `refit-snapshot`, `local`, `http`.
+    pub source_type: String,
+    /// Source description (often JSON).
+    pub source: String,
+    /// Schema description (often JSON).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Profile (row counts and the like, often JSON).
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+/// A dataset used by a run, with tags such as `mlflow.data.context` = `training`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DatasetInput {
+    /// Tags of the use, e.g. its context.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// The dataset.
+    pub dataset: Dataset,
+}
+
+/// A run's inputs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, ToSchema)]
+pub struct RunInputs {
+    /// Datasets the run read.
+    pub dataset_inputs: Vec<DatasetInput>,
+}
+
+/// A run with everything recorded about it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Run {
+    /// Metadata.
+    pub info: RunInfo,
+    /// Params, latest metrics, tags.
+    pub data: RunData,
+    /// Lineage.
+    pub inputs: RunInputs,
+}
+
+/// What a new run starts with.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    /// Experiment to create the run in.
+    pub experiment_id: String,
+    /// Name; generated (`bold-heron-417`) when absent.
+    pub run_name: Option<String>,
+    /// ms since the Unix epoch; now when absent.
+    pub start_time: Option<i64>,
+    /// Initial tags.
+    pub tags: Vec<Tag>,
+    /// Recorded creator; the actor's name when absent.
+    pub user_id: Option<String>,
+}
+
+/// Changes to a run's metadata; absent fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct RunUpdate {
+    /// New status.
+    pub status: Option<RunStatus>,
+    /// End time, ms since the Unix epoch.
+    pub end_time: Option<i64>,
+    /// New name.
+    pub run_name: Option<String>,
+}
+
+pub(crate) fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
+    let id: String = row.try_get("run_uuid")?;
+    let experiment_id: i64 = row.try_get("experiment_id")?;
+    Ok(RunInfo {
+        run_uuid: id.clone(),
+        run_id: id,
+        run_name: row.try_get("name")?,
+        experiment_id: experiment_id.to_string(),
+        user_id: row.try_get("user_id")?,
+        status: RunStatus::parse(&row.try_get::<String, _>("status")?)?,
+        start_time: row.try_get("start_time")?,
+        end_time: row.try_get("end_time")?,
+        artifact_uri: row.try_get("artifact_uri")?,
+        lifecycle_stage: LifecycleStage::parse(&row.try_get::<String, _>("lifecycle_stage")?),
+    })
+}
+
+fn metric_from_row(row: &AnyRow) -> Result<Metric> {
+    let is_nan: i64 = row.try_get("is_nan")?;
+    Ok(Metric {
+        key: row.try_get("key")?,
+        value: if is_nan != 0 {
+            f64::NAN
+        } else {
+            row.try_get("value")?
+        },
+        timestamp: row.try_get("timestamp")?,
+        step: row.try_get("step")?,
+    })
+}
+
+/// NaN cannot be stored as a REAL on SQLite; it is stored as 0 with a flag, as MLflow does.
+fn stored_value(value: f64) -> (f64, i64) {
+    if value.is_nan() { (0.0, 1) } else { (value, 0) }
+}
+
+async fn load_run_info(conn: &mut AnyConnection, run_id: &str) -> Result<RunInfo> {
+    let row = sqlx::query(
+        "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
+         lifecycle_stage, artifact_uri FROM runs WHERE run_uuid = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
+    run_info_from_row(&row)
+}
+
+/// Loads a run that must exist and be active, as every write to a run requires.
+pub(crate) async fn active_run(conn: &mut AnyConnection, run_id: &str) -> Result<RunInfo> {
+    let info = load_run_info(conn, run_id).await?;
+    if info.lifecycle_stage != LifecycleStage::Active {
+        return Err(Error::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is deleted."
+        )));
+    }
+    Ok(info)
+}
+
+/// Loads params, latest metrics, tags and inputs for `infos`, keeping their order.
+pub(crate) async fn attach_data(conn: &mut AnyConnection, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
+    let mut runs: Vec<Run> = infos
+        .into_iter()
+        .map(|info| Run {
+            info,
+            data: RunData::default(),
+            inputs: RunInputs::default(),
+        })
+        .collect();
+    let index: HashMap<String, usize> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.info.run_id.clone(), i))
+        .collect();
+    let ids: Vec<String> = index.keys().cloned().collect();
+    // SQLite allows at most 32,766 bound values per statement.
+    for chunk in ids.chunks(1000) {
+        let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY key");
+        for row in sql.build().fetch_all(&mut *conn).await? {
+            let run = &mut runs[index[&row.try_get::<String, _>("run_uuid")?]];
+            run.data.params.push(Param {
+                key: row.try_get("key")?,
+                value: row.try_get("value")?,
+            });
+        }
+        let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY key");
+        for row in sql.build().fetch_all(&mut *conn).await? {
+            let run = &mut runs[index[&row.try_get::<String, _>("run_uuid")?]];
+            run.data.tags.push(Tag {
+                key: row.try_get("key")?,
+                value: row.try_get("value")?,
+            });
+        }
+        let mut sql = Sql::new(
+            "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
+        );
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY key");
+        for row in sql.build().fetch_all(&mut *conn).await? {
+            let run = &mut runs[index[&row.try_get::<String, _>("run_uuid")?]];
+            run.data.metrics.push(metric_from_row(&row)?);
+        }
+        let mut sql = Sql::new(
+            "SELECT i.destination_id AS run_uuid, i.input_uuid, d.name, d.digest, d.source_type, \
+             d.source, d.schema, d.profile FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
+             WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id IN ",
+        );
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY d.name, d.digest");
+        let mut by_input: HashMap<String, (usize, usize)> = HashMap::new();
+        for row in sql.build().fetch_all(&mut *conn).await? {
+            let run_idx = index[&row.try_get::<String, _>("run_uuid")?];
+            let inputs = &mut runs[run_idx].inputs.dataset_inputs;
+            by_input.insert(row.try_get("input_uuid")?, (run_idx, inputs.len()));
+            inputs.push(DatasetInput {
+                tags: Vec::new(),
+                dataset: Dataset {
+                    name: row.try_get("name")?,
+                    digest: row.try_get("digest")?,
+                    source_type: row.try_get("source_type")?,
+                    source: row.try_get("source")?,
+                    schema: row.try_get("schema")?,
+                    profile: row.try_get("profile")?,
+                },
+            });
+        }
+        if !by_input.is_empty() {
+            let mut sql =
+                Sql::new("SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ");
+            sql.bind_list(by_input.keys().map(String::as_str))
+                .push(" ORDER BY name");
+            for row in sql.build().fetch_all(&mut *conn).await? {
+                let (r, i) = by_input[&row.try_get::<String, _>("input_uuid")?];
+                runs[r].inputs.dataset_inputs[i].tags.push(Tag {
+                    key: row.try_get("name")?,
+                    value: row.try_get("value")?,
+                });
+            }
+        }
+    }
+    Ok(runs)
+}
+
+fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<()> {
+    let too_many = |kind: &str, n: usize, max: usize| {
+        Error::invalid(format!(
+            "A batch logging request can contain at most {max} {kind}. Got {n} {kind}. \
+             Please split up {kind} across multiple requests and try again."
+        ))
+    };
+    if metrics.len() > validate::MAX_BATCH_METRICS {
+        return Err(too_many(
+            "metrics",
+            metrics.len(),
+            validate::MAX_BATCH_METRICS,
+        ));
+    }
+    if params.len() > validate::MAX_BATCH_PARAMS {
+        return Err(too_many("params", params.len(), validate::MAX_BATCH_PARAMS));
+    }
+    if tags.len() > validate::MAX_BATCH_TAGS {
+        return Err(too_many("tags", tags.len(), validate::MAX_BATCH_TAGS));
+    }
+    let total = metrics.len() + params.len() + tags.len();
+    if total > validate::MAX_BATCH_TOTAL {
+        return Err(Error::invalid(format!(
+            "A batch logging request can contain at most {} total metrics, params and tags. Got {total}.",
+            validate::MAX_BATCH_TOTAL
+        )));
+    }
+    for m in metrics {
+        validate::key("metric", &m.key)?;
+    }
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for p in params {
+        validate::key("param", &p.key)?;
+        validate::value_length("param", &p.key, &p.value, validate::MAX_PARAM_VALUE_LENGTH)?;
+        if let Some(previous) = seen.insert(&p.key, &p.value)
+            && previous != p.value
+        {
+            return Err(Error::invalid(format!(
+                "Duplicate parameter keys have been submitted: param '{}' appears with values '{previous}' and '{}'",
+                p.key, p.value
+            )));
+        }
+    }
+    for t in tags {
+        validate::key("tag", &t.key)?;
+        validate::value_length("tag", &t.key, &t.value, validate::MAX_TAG_VALUE_LENGTH)?;
+    }
+    Ok(())
+}
+
+/// Writes metrics, params and tags for an active run inside the caller's transaction.
+async fn write_batch(
+    conn: &mut AnyConnection,
+    run_id: &str,
+    metrics: &[Metric],
+    params: &[Param],
+    tags: &[Tag],
+) -> Result<()> {
+    if !params.is_empty() {
+        // Params are immutable: refuse the whole batch if any would change.
+        let mut sql = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
+        sql.bind(run_id)
+            .push(" AND key IN ")
+            .bind_list(params.iter().map(|p| p.key.as_str()));
+        let existing: HashMap<String, String> = sql
+            .build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .collect::<Result<_>>()?;
+        for p in params {
+            if let Some(old) = existing.get(&p.key)
+                && old != &p.value
+            {
+                return Err(Error::invalid(format!(
+                    "Changing param values is not allowed. Param with key='{}' was already logged \
+                     with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+                    p.key, p.value
+                )));
+            }
+        }
+        let mut sql = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
+        for (i, p) in params.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(run_id)
+                .push(", ")
+                .bind(p.key.as_str())
+                .push(", ")
+                .bind(p.value.as_str())
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
+        sql.build().execute(&mut *conn).await?;
+    }
+    if !metrics.is_empty() {
+        let mut sql =
+            Sql::new("INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ");
+        // The newest point per key by (step, timestamp, value), as MLflow defines "latest".
+        let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
+        for (i, m) in metrics.iter().enumerate() {
+            let (value, is_nan) = stored_value(m.value);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(run_id)
+                .push(", ")
+                .bind(m.key.as_str())
+                .push(", ")
+                .bind(m.step)
+                .push(", ")
+                .bind(m.timestamp)
+                .push(", ")
+                .bind(value)
+                .push(", ")
+                .bind(is_nan)
+                .push(")");
+            let newer = latest.get(m.key.as_str()).is_none_or(|cur| {
+                (m.step, m.timestamp, stored_value(m.value).0)
+                    > (cur.step, cur.timestamp, stored_value(cur.value).0)
+            });
+            if newer {
+                latest.insert(&m.key, m);
+            }
+        }
+        sql.push(" ON CONFLICT (run_uuid, key, step, timestamp, value, is_nan) DO NOTHING");
+        sql.build().execute(&mut *conn).await?;
+
+        let mut sql = Sql::new(
+            "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
+        );
+        for (i, m) in latest.values().enumerate() {
+            let (value, is_nan) = stored_value(m.value);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(run_id)
+                .push(", ")
+                .bind(m.key.as_str())
+                .push(", ")
+                .bind(m.step)
+                .push(", ")
+                .bind(m.timestamp)
+                .push(", ")
+                .bind(value)
+                .push(", ")
+                .bind(is_nan)
+                .push(")");
+        }
+        sql.push(
+            " ON CONFLICT (run_uuid, key) DO UPDATE SET step = excluded.step, \
+             timestamp = excluded.timestamp, value = excluded.value, is_nan = excluded.is_nan \
+             WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+             (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
+        );
+        sql.build().execute(&mut *conn).await?;
+    }
+    if !tags.is_empty() {
+        // Last value wins within a batch; one row per key keeps the upsert valid on PostgreSQL.
+        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+        for t in tags {
+            last.insert(&t.key, &t.value);
+        }
+        let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
+        for (i, (k, v)) in last.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(run_id)
+                .push(", ")
+                .bind(*k)
+                .push(", ")
+                .bind(*v)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
+        sql.build().execute(&mut *conn).await?;
+        if let Some(name) = last.get(RUN_NAME_TAG) {
+            sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
+                .bind(*name)
+                .bind(run_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a run in an active experiment, status `RUNNING`.
+    #[tracing::instrument(skip(self, actor, new))]
+    pub async fn create_run(&self, actor: &Actor, new: NewRun) -> Result<Run> {
+        let run_name = match new.run_name.filter(|n| !n.is_empty()) {
+            Some(name) => {
+                validate::name("run", &name)?;
+                name
+            }
+            None => new
+                .tags
+                .iter()
+                .find(|t| t.key == RUN_NAME_TAG)
+                .map(|t| t.value.clone())
+                .unwrap_or_else(run_names::generate),
+        };
+        let mut tags = new.tags;
+        tags.retain(|t| t.key != RUN_NAME_TAG);
+        tags.push(Tag {
+            key: RUN_NAME_TAG.to_string(),
+            value: run_name.clone(),
+        });
+        validate_batch(&[], &[], &tags)?;
+        let run_id = new_id();
+        let user_id = new.user_id.unwrap_or_else(|| actor.name.clone());
+        let mut tx = self.write.begin().await?;
+        let exp = active_experiment(&mut tx, &new.experiment_id).await?;
+        let artifact_uri = format!(
+            "{}/{run_id}/artifacts",
+            exp.artifact_location.trim_end_matches('/')
+        );
+        sqlx::query(
+            "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, \
+             lifecycle_stage, artifact_uri) VALUES ($1, $2, $3, $4, 'RUNNING', $5, 'active', $6)",
+        )
+        .bind(&run_id)
+        .bind(exp.experiment_id.parse::<i64>().expect("numeric id"))
+        .bind(&run_name)
+        .bind(&user_id)
+        .bind(new.start_time.unwrap_or_else(now_ms))
+        .bind(&artifact_uri)
+        .execute(&mut *tx)
+        .await?;
+        write_batch(&mut tx, &run_id, &[], &[], &tags).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "runs.create",
+            &format!("run:{run_id}"),
+            Some(&run_name),
+        )
+        .await?;
+        let info = load_run_info(&mut tx, &run_id).await?;
+        let run = attach_data(&mut tx, vec![info]).await?.remove(0);
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    /// The run with this id, deleted or not, with its data and inputs.
+    pub async fn get_run(&self, run_id: &str) -> Result<Run> {
+        let mut conn = self.read.acquire().await?;
+        let info = load_run_info(&mut conn, run_id).await?;
+        Ok(attach_data(&mut conn, vec![info]).await?.remove(0))
+    }
+
+    /// Updates status, end time or name of an active run.
+    #[tracing::instrument(skip(self, actor, update))]
+    pub async fn update_run(
+        &self,
+        actor: &Actor,
+        run_id: &str,
+        update: RunUpdate,
+    ) -> Result<RunInfo> {
+        if let Some(name) = &update.run_name {
+            validate::name("run", name)?;
+        }
+        let mut tx = self.write.begin().await?;
+        let info = active_run(&mut tx, run_id).await?;
+        let status = update.status.unwrap_or(info.status);
+        let end_time = update.end_time.or(info.end_time);
+        let name = update.run_name.clone().unwrap_or(info.run_name.clone());
+        sqlx::query("UPDATE runs SET status = $1, end_time = $2, name = $3 WHERE run_uuid = $4")
+            .bind(status.as_str())
+            .bind(end_time)
+            .bind(&name)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if update.run_name.is_some() {
+            write_batch(
+                &mut tx,
+                run_id,
+                &[],
+                &[],
+                &[Tag {
+                    key: RUN_NAME_TAG.into(),
+                    value: name,
+                }],
+            )
+            .await?;
+        }
+        audit::record(
+            &mut tx,
+            actor,
+            "runs.update",
+            &format!("run:{run_id}"),
+            Some(status.as_str()),
+        )
+        .await?;
+        let info = load_run_info(&mut tx, run_id).await?;
+        tx.commit().await?;
+        Ok(info)
+    }
+
+    /// Soft-deletes a run.
+    #[tracing::instrument(skip(self, actor))]
+    pub async fn delete_run(&self, actor: &Actor, run_id: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        load_run_info(&mut tx, run_id).await?;
+        sqlx::query(
+            "UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = $1 WHERE run_uuid = $2",
+        )
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "runs.delete",
+            &format!("run:{run_id}"),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Restores a soft-deleted run.
+    #[tracing::instrument(skip(self, actor))]
+    pub async fn restore_run(&self, actor: &Actor, run_id: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        load_run_info(&mut tx, run_id).await?;
+        sqlx::query(
+            "UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL WHERE run_uuid = $1",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "runs.restore",
+            &format!("run:{run_id}"),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Logs metrics, params and tags to an active run in one transaction: all or nothing.
+    ///
+    /// Params are immutable: re-logging the same value is a no-op, a different value refuses the
+    /// whole batch. Logging the very same metric point twice stores it once.
+    #[tracing::instrument(skip(self, actor, metrics, params, tags), fields(metrics = metrics.len()))]
+    pub async fn log_batch(
+        &self,
+        actor: &Actor,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[Param],
+        tags: &[Tag],
+    ) -> Result<()> {
+        validate_batch(metrics, params, tags)?;
+        let mut tx = self.write.begin().await?;
+        active_run(&mut tx, run_id).await?;
+        write_batch(&mut tx, run_id, metrics, params, tags).await?;
+        let detail = format!(
+            "{} metrics, {} params, {} tags",
+            metrics.len(),
+            params.len(),
+            tags.len()
+        );
+        audit::record(
+            &mut tx,
+            actor,
+            "runs.log_batch",
+            &format!("run:{run_id}"),
+            Some(&detail),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a tag from an active run.
+    #[tracing::instrument(skip(self, actor))]
+    pub async fn delete_run_tag(&self, actor: &Actor, run_id: &str, key: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        active_run(&mut tx, run_id).await?;
+        let n = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
+            .bind(run_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
+        }
+        audit::record(
+            &mut tx,
+            actor,
+            "runs.delete_tag",
+            &format!("run:{run_id}"),
+            Some(key),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every recorded point of one metric of a run, by step then timestamp.
+    pub async fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
+        let mut conn = self.read.acquire().await?;
+        load_run_info(&mut conn, run_id).await?;
+        let rows = sqlx::query(
+            "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = $1 AND key = $2 \
+             ORDER BY step, timestamp, value",
+        )
+        .bind(run_id)
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter().map(metric_from_row).collect()
+    }
+
+    /// Records datasets as inputs of an active run. Logging the same dataset again is a no-op.
+    #[tracing::instrument(skip(self, actor, inputs))]
+    pub async fn log_inputs(
+        &self,
+        actor: &Actor,
+        run_id: &str,
+        inputs: &[DatasetInput],
+    ) -> Result<()> {
+        for input in inputs {
+            let d = &input.dataset;
+            validate::name("dataset", &d.name)?;
+            if d.digest.is_empty() || d.digest.len() > 64 * 4 {
+                return Err(Error::invalid(format!(
+                    "dataset '{}' needs a digest of 1 to 256 characters",
+                    d.name
+                )));
+            }
+            for t in &input.tags {
+                validate::key("input tag", &t.key)?;
+                validate::value_length(
+                    "input tag",
+                    &t.key,
+                    &t.value,
+                    validate::MAX_TAG_VALUE_LENGTH,
+                )?;
+            }
+        }
+        let mut tx = self.write.begin().await?;
+        let info = active_run(&mut tx, run_id).await?;
+        let experiment_id: i64 = info.experiment_id.parse().expect("numeric id");
+        for input in inputs {
+            let d = &input.dataset;
+            let existing: Option<String> = sqlx::query(
+                "SELECT dataset_uuid FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3",
+            )
+            .bind(experiment_id)
+            .bind(&d.name)
+            .bind(&d.digest)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("dataset_uuid"))
+            .transpose()?;
+            let dataset_uuid = match existing {
+                Some(id) => id,
+                None => {
+                    let id = new_id();
+                    sqlx::query(
+                        "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, \
+                         source, schema, profile) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&id)
+                    .bind(experiment_id)
+                    .bind(&d.name)
+                    .bind(&d.digest)
+                    .bind(&d.source_type)
+                    .bind(&d.source)
+                    .bind(d.schema.as_deref())
+                    .bind(d.profile.as_deref())
+                    .execute(&mut *tx)
+                    .await?;
+                    id
+                }
+            };
+            let input_uuid = new_id();
+            let inserted = sqlx::query(
+                "INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) \
+                 VALUES ($1, 'DATASET', $2, 'RUN', $3) \
+                 ON CONFLICT (source_type, source_id, destination_type, destination_id) DO NOTHING",
+            )
+            .bind(&input_uuid)
+            .bind(&dataset_uuid)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                for t in &input.tags {
+                    sqlx::query(
+                        "INSERT INTO input_tags (input_uuid, name, value) VALUES ($1, $2, $3) \
+                         ON CONFLICT (input_uuid, name) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(&input_uuid)
+                    .bind(&t.key)
+                    .bind(&t.value)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        audit::record(
+            &mut tx,
+            actor,
+            "runs.log_inputs",
+            &format!("run:{run_id}"),
+            Some(&format!("{} datasets", inputs.len())),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

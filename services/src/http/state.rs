@@ -1,0 +1,19 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use refit_registry::Store;
+
+use crate::config::Config;
+use crate::http::metrics::HttpMetrics;
+
+/// Shared application state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The registry.
+    pub store: Store,
+    /// Resolved configuration.
+    pub config: Arc<Config>,
+    /// Request counters and latency histograms for `/metrics`.
+    pub metrics: Arc<HttpMetrics>,
+}

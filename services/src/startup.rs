@@ -1,0 +1,157 @@
+//! Building and running the service: open the store, migrate, make sure an admin token exists,
+//! bind, serve until SIGINT/SIGTERM, then let in-flight requests finish and close the database.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use refit_registry::tokens::Role;
+use refit_registry::{Actor, Store, StoreOptions};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+
+/// Name of the file in the data dir holding the first admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// A built application, bound to its address, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// The admin token created on this start, if the database had none.
+    pub bootstrap_token: Option<String>,
+}
+
+impl Application {
+    /// Opens (and migrates) the database, creates the first admin token if there is none, and
+    /// binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        create_private_dir(&config.data_dir)?;
+        let store = open_store(&config).await?;
+        let bootstrap_token = ensure_admin_token(&store, &config.data_dir).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+            metrics: Default::default(),
+        };
+        Ok(Application {
+            listener,
+            state,
+            bootstrap_token,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The application's shared state (tests use its store directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests and closes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        axum::serve(self.listener, http::app(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        store.close().await;
+        tracing::info!("stopped; database closed");
+        Ok(())
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Opens the store named by the configuration and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let mut options = StoreOptions::new(&config.database_url);
+    options.max_connections = config.db_max_connections;
+    let store = Store::connect(&options).await.with_context(|| {
+        format!(
+            "opening database {}",
+            refit_registry::db::redact_url(&config.database_url)
+        )
+    })?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+/// On an empty token table, creates the `admin` token and writes it to a file only its owner can
+/// read. Returns the secret so the caller can show it once.
+pub async fn ensure_admin_token(store: &Store, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    if store.has_tokens().await? {
+        return Ok(None);
+    }
+    let created = store
+        .create_token(&Actor::automation("bootstrap"), "admin", Role::Admin)
+        .await
+        .context("creating the first admin token")?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    write_private_file(&path, format!("{}\n", created.secret).as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(created.secret))
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its old mode on open; tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

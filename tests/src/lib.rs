@@ -1,0 +1,225 @@
+//! Support for refit's end-to-end and store tests: fresh databases on SQLite or PostgreSQL, and
+//! the real server spawned on port 0.
+//!
+//! PostgreSQL tests need `REFIT_TEST_POSTGRES_URL` (a superuser URL of a server they may create
+//! databases on); `scripts/test` starts a private server and sets it. Without it they fail with a
+//! message saying so, rather than passing without having run.
+
+use std::path::Path;
+
+use refit_registry::tokens::Role;
+use refit_registry::{Actor, Store, StoreOptions};
+use refit_services::{Application, Config};
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in the test's temporary directory.
+    Sqlite,
+    /// A fresh database on the server named by `REFIT_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// Runs each named `async fn(Db)` once on SQLite and once on PostgreSQL, as
+/// `sqlite::<name>` and `postgres::<name>` tests.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A URL for a new, empty database of kind `db`; SQLite files go in `dir`.
+pub async fn fresh_database_url(db: Db, dir: &Path) -> String {
+    match db {
+        Db::Sqlite => format!("sqlite://{}", dir.join("refit.db").display()),
+        Db::Postgres => {
+            let base = std::env::var("REFIT_TEST_POSTGRES_URL").expect(
+                "REFIT_TEST_POSTGRES_URL is not set: run the suite with scripts/test, which starts \
+                 a private PostgreSQL and sets it",
+            );
+            sqlx::any::install_default_drivers();
+            let name = format!("refit_test_{}", refit_registry::db::new_id());
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&base)
+                .await
+                .expect("connecting to REFIT_TEST_POSTGRES_URL");
+            pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("creating a test database");
+            pool.close().await;
+            let (prefix, _) = base.rsplit_once('/').expect("URL has a database path");
+            format!("{prefix}/{name}")
+        }
+    }
+}
+
+/// A migrated store on a fresh database, with the temporary directory that holds it.
+pub async fn fresh_store(db: Db) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = fresh_database_url(db, dir.path()).await;
+    let store = Store::connect(&StoreOptions::new(url))
+        .await
+        .expect("connecting");
+    store.migrate().await.expect("migrating");
+    (store, dir)
+}
+
+/// The real server, serving on an ephemeral port until dropped.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The server's store, for setting up state and checking it directly.
+    pub store: Store,
+    /// The bootstrap admin token.
+    pub admin_token: String,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    /// The data directory.
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+/// Starts the application on port 0 with a fresh database; `adjust` may change the config.
+pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = fresh_database_url(db, dir.path()).await;
+    let mut config = Config::for_tests(&dir.path().join("data"), Some(url));
+    adjust(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("building the application");
+    let address = format!("http://{}", app.local_addr());
+    let store = app.state().store.clone();
+    let admin_token = app
+        .bootstrap_token
+        .clone()
+        .expect("a fresh database gets an admin token");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .map_err(|e| format!("{e:#}"))
+    });
+    TestApp {
+        address,
+        store,
+        admin_token,
+        client: reqwest::Client::new(),
+        dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+/// Starts the application on port 0 with a fresh database and default settings.
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+impl TestApp {
+    /// The full URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Creates a token with `role` directly in the store and returns its secret.
+    pub async fn token(&self, name: &str, role: Role) -> String {
+        self.store
+            .create_token(&Actor::new("test"), name, role)
+            .await
+            .expect("creating a token")
+            .secret
+    }
+
+    /// A request with the admin token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.as_token(&self.admin_token, method, path)
+    }
+
+    /// A request with `token`.
+    pub fn as_token(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Stops the server gracefully and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Reads a JSON response body, asserting the status first (with the body in the message).
+pub async fn expect_json(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let actual = response.status().as_u16();
+    let text = response.text().await.expect("response body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+    }
+}
+
+/// Asserts an error response: status, `error_code`, and that the message contains `fragment`.
+pub async fn expect_error(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+    fragment: &str,
+) -> String {
+    let body = expect_json(response, status).await;
+    assert_eq!(body["error_code"], code, "error body: {body}");
+    let message = body["message"]
+        .as_str()
+        .expect("message is a string")
+        .to_string();
+    assert!(
+        message.contains(fragment),
+        "message {message:?} lacks {fragment:?}"
+    );
+    message
+}
