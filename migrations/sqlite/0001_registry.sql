@@ -1,6 +1,8 @@
 -- The registry: MLflow's data model (so the MLflow REST API is served from these same tables),
 -- plus refit's content-addressed artifacts, API tokens and audit log.
 -- Times are milliseconds since the Unix epoch. Booleans are 0/1 integers.
+-- Tables keyed by (owner, key) are WITHOUT ROWID on SQLite: one B-tree per table, so a lookup or
+-- insert by primary key touches one index instead of two.
 -- migrations/postgres/0001_registry.sql is the same schema in PostgreSQL's types; keep them in step.
 
 CREATE TABLE experiments (
@@ -19,7 +21,7 @@ CREATE TABLE experiment_tags (
     key           TEXT    NOT NULL,
     value         TEXT    NOT NULL,
     PRIMARY KEY (experiment_id, key)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE runs (
     run_uuid        TEXT    PRIMARY KEY,
@@ -40,7 +42,7 @@ CREATE TABLE params (
     key      TEXT NOT NULL,
     value    TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX params_by_key ON params (key, value);
 
 CREATE TABLE tags (
@@ -48,7 +50,7 @@ CREATE TABLE tags (
     key      TEXT NOT NULL,
     value    TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX tags_by_key ON tags (key, value);
 
 -- Full metric history. Logging the very same point twice is a no-op, as in MLflow.
@@ -61,7 +63,7 @@ CREATE TABLE metrics (
     value     REAL    NOT NULL,
     is_nan    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_uuid, key, step, timestamp, value, is_nan)
-);
+) WITHOUT ROWID;
 
 -- The latest point per (run, key), by (step, timestamp, value): what search filters and orders on.
 CREATE TABLE latest_metrics (
@@ -72,7 +74,7 @@ CREATE TABLE latest_metrics (
     value     REAL    NOT NULL,
     is_nan    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX latest_metrics_by_key ON latest_metrics (key, value);
 
 -- Datasets known to an experiment, and the edges that make them a run's inputs (MLflow's shape).
@@ -104,7 +106,7 @@ CREATE TABLE input_tags (
     name       TEXT NOT NULL,
     value      TEXT NOT NULL,
     PRIMARY KEY (input_uuid, name)
-);
+) WITHOUT ROWID;
 
 -- MLflow 3 logged models.
 CREATE TABLE logged_models (
@@ -127,14 +129,14 @@ CREATE TABLE logged_model_params (
     key      TEXT NOT NULL,
     value    TEXT NOT NULL,
     PRIMARY KEY (model_id, key)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE logged_model_tags (
     model_id TEXT NOT NULL REFERENCES logged_models (model_id) ON DELETE CASCADE,
     key      TEXT NOT NULL,
     value    TEXT NOT NULL,
     PRIMARY KEY (model_id, key)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE logged_model_metrics (
     model_id       TEXT    NOT NULL REFERENCES logged_models (model_id) ON DELETE CASCADE,
@@ -146,7 +148,7 @@ CREATE TABLE logged_model_metrics (
     dataset_name   TEXT,
     dataset_digest TEXT,
     PRIMARY KEY (model_id, key, step, timestamp, run_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE registered_models (
     name              TEXT    PRIMARY KEY,
@@ -163,7 +165,7 @@ CREATE TABLE registered_model_tags (
     key   TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (name, key)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE model_versions (
     name              TEXT    NOT NULL REFERENCES registered_models (name) ON UPDATE CASCADE ON DELETE CASCADE,
@@ -190,7 +192,7 @@ CREATE TABLE model_version_tags (
     value   TEXT    NOT NULL,
     PRIMARY KEY (name, version, key),
     FOREIGN KEY (name, version) REFERENCES model_versions (name, version) ON UPDATE CASCADE ON DELETE CASCADE
-);
+) WITHOUT ROWID;
 
 -- One version per alias per model.
 CREATE TABLE registered_model_aliases (
@@ -199,7 +201,7 @@ CREATE TABLE registered_model_aliases (
     version INTEGER NOT NULL,
     PRIMARY KEY (name, alias),
     FOREIGN KEY (name, version) REFERENCES model_versions (name, version) ON UPDATE CASCADE ON DELETE CASCADE
-);
+) WITHOUT ROWID;
 
 -- Content-addressed artifact bytes, in chunks so that any size streams in bounded memory.
 -- Each chunk carries its own sha256 so a read can refuse a corrupt chunk before sending it.

@@ -79,55 +79,55 @@ impl Store {
         let sha256 = sha256.to_ascii_lowercase();
         let now = now_ms();
         let mut tx = self.write.begin().await?;
-        let known: Option<i64> = sqlx::query("SELECT size FROM blobs WHERE sha256 = $1")
-            .bind(&sha256)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get("size"))
-            .transpose()?;
-        let size = match known {
-            Some(size) => size,
-            None => {
-                sqlx::query("INSERT INTO blobs (sha256, size, chunk_count, created_at) VALUES ($1, 0, 0, $2)")
-                    .bind(&sha256)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let mut whole = Sha256::new();
-                let mut buf = vec![0u8; CHUNK_SIZE];
-                let (mut size, mut seq) = (0i64, 0i64);
-                loop {
-                    let n = read_full(&mut source, &mut buf).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    let chunk = &buf[..n];
-                    whole.update(chunk);
-                    sqlx::query("INSERT INTO blob_chunks (sha256, seq, chunk_sha256, data) VALUES ($1, $2, $3, $4)")
-                        .bind(&sha256)
-                        .bind(seq)
-                        .bind(hex::encode(Sha256::digest(chunk)))
-                        .bind(chunk.to_vec())
-                        .execute(&mut *tx)
-                        .await?;
-                    size += n as i64;
-                    seq += 1;
-                }
-                let actual = hex::encode(whole.finalize());
-                if actual != sha256 {
-                    return Err(Error::invalid(format!(
-                        "content sha256 is {actual}, not the declared {sha256}"
-                    )));
-                }
-                sqlx::query("UPDATE blobs SET size = $1, chunk_count = $2 WHERE sha256 = $3")
-                    .bind(size)
-                    .bind(seq)
-                    .bind(&sha256)
-                    .execute(&mut *tx)
-                    .await?;
-                size
+        // Claim the digest. If its bytes are stored already, or another writer stores them first
+        // (this insert waits for that writer's transaction), nothing is written but the caller's
+        // bytes are still hashed: naming a stored digest must not bind `path` to its content.
+        let claimed = sqlx::query(
+            "INSERT INTO blobs (sha256, size, chunk_count, created_at) VALUES ($1, 0, 0, $2) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&sha256)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let mut whole = Sha256::new();
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let (mut size, mut seq) = (0i64, 0i64);
+        loop {
+            let n = read_full(&mut source, &mut buf).await?;
+            if n == 0 {
+                break;
             }
-        };
+            let chunk = &buf[..n];
+            whole.update(chunk);
+            if claimed {
+                sqlx::query("INSERT INTO blob_chunks (sha256, seq, chunk_sha256, data) VALUES ($1, $2, $3, $4)")
+                    .bind(&sha256)
+                    .bind(seq)
+                    .bind(hex::encode(Sha256::digest(chunk)))
+                    .bind(chunk.to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            size += n as i64;
+            seq += 1;
+        }
+        let actual = hex::encode(whole.finalize());
+        if actual != sha256 {
+            return Err(Error::invalid(format!(
+                "content sha256 is {actual}, not the declared {sha256}"
+            )));
+        }
+        if claimed {
+            sqlx::query("UPDATE blobs SET size = $1, chunk_count = $2 WHERE sha256 = $3")
+                .bind(size)
+                .bind(seq)
+                .bind(&sha256)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO artifacts (path, sha256, size, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, \

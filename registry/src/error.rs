@@ -12,7 +12,7 @@ pub enum Error {
     /// The caller sent a value the registry refuses (MLflow: `INVALID_PARAMETER_VALUE`).
     #[error("{0}")]
     InvalidParameter(String),
-    /// The operation is not allowed in the resource's current state, e.g. logging to a deleted run
+    /// The operation is not allowed in the resource's current state, e.g. revoking a revoked token
     /// (MLflow: `INVALID_STATE`).
     #[error("{0}")]
     InvalidState(String),
@@ -24,7 +24,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
     /// The database failed; details are logged, never shown to clients.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// Applying the schema migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -48,6 +48,21 @@ impl Error {
 
     pub(crate) fn invalid(what: impl std::fmt::Display) -> Self {
         Error::InvalidParameter(what.to_string())
+    }
+}
+
+/// PostgreSQL's SQLSTATE for text it cannot hold: `character_not_in_repertoire`.
+const PG_CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        // PostgreSQL refuses NUL in text wherever it is bound, in writes and lookups alike; that
+        // is the caller's input, not a failure of the server. (SQLite stores it.)
+        let code = err.as_database_error().and_then(|e| e.code());
+        if code.as_deref() == Some(PG_CHARACTER_NOT_IN_REPERTOIRE) {
+            return Error::invalid("text values must not contain NUL (\\u0000) characters");
+        }
+        Error::Database(err)
     }
 }
 

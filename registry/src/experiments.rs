@@ -288,12 +288,13 @@ impl Store {
     /// Soft-deletes an experiment and its runs. The default experiment cannot be deleted.
     #[tracing::instrument(skip(self, actor))]
     pub async fn delete_experiment(&self, actor: &Actor, id: &str) -> Result<()> {
-        if id == DEFAULT_EXPERIMENT_ID {
+        // Compare the parsed id: "00" and "+0" name the default experiment too.
+        let numeric = parse_experiment_id(id)?;
+        if numeric.to_string() == DEFAULT_EXPERIMENT_ID {
             return Err(Error::invalid("Cannot delete the default experiment '0'."));
         }
         let mut tx = self.write.begin().await?;
         active_experiment(&mut tx, id).await?;
-        let numeric = parse_experiment_id(id)?;
         let now = now_ms();
         sqlx::query("UPDATE experiments SET lifecycle_stage = 'deleted', last_update_time = $1 WHERE experiment_id = $2")
             .bind(now)

@@ -396,29 +396,9 @@ async fn write_batch(
     tags: &[Tag],
 ) -> Result<()> {
     if !params.is_empty() {
-        // Params are immutable: refuse the whole batch if any would change.
-        let mut sql = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
-        sql.bind(run_id)
-            .push(" AND key IN ")
-            .bind_list(params.iter().map(|p| p.key.as_str()));
-        let existing: HashMap<String, String> = sql
-            .build()
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-            .collect::<Result<_>>()?;
-        for p in params {
-            if let Some(old) = existing.get(&p.key)
-                && old != &p.value
-            {
-                return Err(Error::invalid(format!(
-                    "Changing param values is not allowed. Param with key='{}' was already logged \
-                     with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
-                    p.key, p.value
-                )));
-            }
-        }
+        // Params are immutable: refuse the whole batch if any would change. Insert first, then
+        // compare with what is stored: a concurrent writer's value, committed while this insert
+        // waited for it, is then seen and refuses this batch instead of being silently kept.
         let mut sql = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
         for (i, p) in params.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
@@ -431,6 +411,28 @@ async fn write_batch(
         }
         sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
         sql.build().execute(&mut *conn).await?;
+        let mut sql = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
+        sql.bind(run_id)
+            .push(" AND key IN ")
+            .bind_list(params.iter().map(|p| p.key.as_str()));
+        let stored: HashMap<String, String> = sql
+            .build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .collect::<Result<_>>()?;
+        for p in params {
+            if let Some(old) = stored.get(&p.key)
+                && old != &p.value
+            {
+                return Err(Error::invalid(format!(
+                    "Changing param values is not allowed. Param with key='{}' was already logged \
+                     with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+                    p.key, p.value
+                )));
+            }
+        }
     }
     if !metrics.is_empty() {
         let mut sql =
@@ -790,37 +792,32 @@ impl Store {
         let experiment_id: i64 = info.experiment_id.parse().expect("numeric id");
         for input in inputs {
             let d = &input.dataset;
-            let existing: Option<String> = sqlx::query(
+            // Insert the dataset unless the experiment knows it (waiting for a concurrent writer
+            // of the same one), then read back the row that exists either way.
+            sqlx::query(
+                "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, \
+                 source, schema, profile) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (experiment_id, name, digest) DO NOTHING",
+            )
+            .bind(new_id())
+            .bind(experiment_id)
+            .bind(&d.name)
+            .bind(&d.digest)
+            .bind(&d.source_type)
+            .bind(&d.source)
+            .bind(d.schema.as_deref())
+            .bind(d.profile.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            let dataset_uuid: String = sqlx::query(
                 "SELECT dataset_uuid FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3",
             )
             .bind(experiment_id)
             .bind(&d.name)
             .bind(&d.digest)
-            .fetch_optional(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?
-            .map(|r| r.try_get("dataset_uuid"))
-            .transpose()?;
-            let dataset_uuid = match existing {
-                Some(id) => id,
-                None => {
-                    let id = new_id();
-                    sqlx::query(
-                        "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, \
-                         source, schema, profile) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(&id)
-                    .bind(experiment_id)
-                    .bind(&d.name)
-                    .bind(&d.digest)
-                    .bind(&d.source_type)
-                    .bind(&d.source)
-                    .bind(d.schema.as_deref())
-                    .bind(d.profile.as_deref())
-                    .execute(&mut *tx)
-                    .await?;
-                    id
-                }
-            };
+            .try_get("dataset_uuid")?;
             let input_uuid = new_id();
             let inserted = sqlx::query(
                 "INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) \

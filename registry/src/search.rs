@@ -75,12 +75,46 @@ pub struct ModelSearch {
     pub page_token: Option<String>,
 }
 
+/// Most comparisons one filter may have. Each is a subquery, and PostgreSQL's planning time grows
+/// steeply with their number (150 take seconds, 300 minutes); real filters have a handful.
+pub const MAX_FILTER_COMPARISONS: usize = 50;
+/// Most `order_by` clauses one search may have; each metric, param or tag clause is a join.
+pub const MAX_ORDER_CLAUSES: usize = 20;
+/// Most values one search may bind, as experiment ids or in `IN` lists: SQLite takes at most
+/// 32,766 per statement and PostgreSQL 65,535, and past them the search would fail as a whole.
+pub const MAX_SEARCH_VALUES: usize = 10_000;
+
 fn parse(dialect: Dialect, text: &str) -> Result<Vec<Comparison>> {
-    filter::parse_filter(dialect, text)
-        .map_err(|e| Error::invalid(format!("Invalid filter '{text}': {e}")))
+    let comparisons = filter::parse_filter(dialect, text)
+        .map_err(|e| Error::invalid(format!("Invalid filter '{text}': {e}")))?;
+    if comparisons.len() > MAX_FILTER_COMPARISONS {
+        return Err(Error::invalid(format!(
+            "Invalid filter: it has {} comparisons; the limit is {MAX_FILTER_COMPARISONS}",
+            comparisons.len()
+        )));
+    }
+    let values: usize = comparisons
+        .iter()
+        .map(|c| match &c.value {
+            Value::List(items) => items.len(),
+            _ => 1,
+        })
+        .sum();
+    if values > MAX_SEARCH_VALUES {
+        return Err(Error::invalid(format!(
+            "Invalid filter: it has {values} values; the limit is {MAX_SEARCH_VALUES}"
+        )));
+    }
+    Ok(comparisons)
 }
 
 fn parse_order(dialect: Dialect, clauses: &[String]) -> Result<Vec<filter::OrderBy>> {
+    if clauses.len() > MAX_ORDER_CLAUSES {
+        return Err(Error::invalid(format!(
+            "Invalid order_by: {} clauses; the limit is {MAX_ORDER_CLAUSES}",
+            clauses.len()
+        )));
+    }
     clauses
         .iter()
         .map(|c| {
@@ -156,8 +190,10 @@ fn sql_op(op: Op) -> &'static str {
     }
 }
 
-/// Appends an `EXISTS` over a key/value table, e.g. the run's params with key `k` and a value
-/// matching `c`; `IS NULL` becomes `NOT EXISTS`.
+/// Appends `<owner> IN (owners with key k whose value matches c)` over a key/value table, e.g. the
+/// runs having param `k` with a matching value; `IS NULL` becomes `NOT IN (owners having k)`. An
+/// `IN` over the subquery (rather than a correlated `EXISTS`) lets the database drive the search
+/// from the `(key, value)` index when that is the selective side.
 fn push_key_value(
     sql: &mut Sql,
     table: &str,
@@ -165,18 +201,17 @@ fn push_key_value(
     owner: &str,
     c: &Comparison,
 ) -> Result<()> {
-    let negate = c.op == Op::IsNull;
-    sql.push(if negate {
-        "NOT EXISTS (SELECT 1 FROM "
+    sql.push(owner).push(if c.op == Op::IsNull {
+        " NOT IN "
     } else {
-        "EXISTS (SELECT 1 FROM "
+        " IN "
     });
-    sql.push(table)
-        .push(" kv WHERE kv.")
+    sql.push("(SELECT kv.")
         .push(owner_column)
-        .push(" = ")
-        .push(owner);
-    sql.push(" AND kv.key = ").bind(c.key.as_str());
+        .push(" FROM ")
+        .push(table)
+        .push(" kv WHERE kv.key = ");
+    sql.bind(c.key.as_str());
     if !matches!(c.op, Op::IsNull | Op::IsNotNull) {
         sql.push(" AND ");
         push_comparison(sql, "kv.value", c.op, &c.value)?;
@@ -216,6 +251,12 @@ impl Store {
             return Err(Error::invalid(
                 "search_runs needs at least one experiment id",
             ));
+        }
+        if search.experiment_ids.len() > MAX_SEARCH_VALUES {
+            return Err(Error::invalid(format!(
+                "search_runs takes at most {MAX_SEARCH_VALUES} experiment ids; got {}",
+                search.experiment_ids.len()
+            )));
         }
         let mut ids = Vec::with_capacity(search.experiment_ids.len());
         for id in &search.experiment_ids {
@@ -284,9 +325,11 @@ impl Store {
             sql.push(" AND ");
             match c.entity {
                 Entity::Metric => {
-                    sql.push("EXISTS (SELECT 1 FROM latest_metrics kv WHERE kv.run_uuid = r.run_uuid AND kv.key = ")
-                        .bind(c.key.as_str())
-                        .push(" AND kv.is_nan = 0 AND ");
+                    sql.push(
+                        "r.run_uuid IN (SELECT kv.run_uuid FROM latest_metrics kv WHERE kv.key = ",
+                    )
+                    .bind(c.key.as_str())
+                    .push(" AND kv.is_nan = 0 AND ");
                     push_comparison(&mut sql, "kv.value", c.op, &c.value)?;
                     sql.push(")");
                 }

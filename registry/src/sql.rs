@@ -94,10 +94,13 @@ impl Sql {
         &self.text
     }
 
-    /// The statement, ready to execute. Not cached as a prepared statement: run-time SQL varies.
+    /// The statement, ready to execute. It is kept in the connection's prepared-statement cache
+    /// like a static one: its text varies only with the shape of a request (how many rows, which
+    /// filters), never with values, so the same shapes recur and re-preparing them would cost
+    /// more than caching.
     pub(crate) fn build(self) -> Query<'static, Any, AnyArguments> {
         // Safe: `text` holds only static fragments and placeholders; every value is in `binds`.
-        let mut query = sqlx::query(AssertSqlSafe(self.text)).persistent(false);
+        let mut query = sqlx::query(AssertSqlSafe(self.text));
         for b in self.binds {
             query = match b {
                 Bind::I64(v) => query.bind(v),

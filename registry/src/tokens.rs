@@ -223,13 +223,15 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Revokes the token with this id or name. Revoking twice is an error naming the first time.
+    /// Revokes the token with this id or name; a token named `id_or_name` wins over one with that
+    /// id. Revoking twice is an error naming the first time.
     #[tracing::instrument(skip(self, actor))]
     pub async fn revoke_token(&self, actor: &Actor, id_or_name: &str) -> Result<ApiToken> {
         let mut tx = self.write.begin().await?;
         let row = sqlx::query(
             "SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens \
-             WHERE name = $1 OR CAST(id AS TEXT) = $1",
+             WHERE name = $1 OR CAST(id AS TEXT) = $1 \
+             ORDER BY CASE WHEN name = $1 THEN 0 ELSE 1 END LIMIT 1",
         )
         .bind(id_or_name)
         .fetch_optional(&mut *tx)

@@ -28,7 +28,6 @@ impl Application {
     /// Opens (and migrates) the database, creates the first admin token if there is none, and
     /// binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        create_private_dir(&config.data_dir)?;
         let store = open_store(&config).await?;
         let bootstrap_token = ensure_admin_token(&store, &config.data_dir).await?;
         let listener = TcpListener::bind(config.listen)
@@ -81,6 +80,7 @@ impl Application {
 
 /// Opens the store named by the configuration and brings its schema up to date.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    create_private_dir(&config.data_dir)?;
     let mut options = StoreOptions::new(&config.database_url);
     options.max_connections = config.db_max_connections;
     let store = Store::connect(&options).await.with_context(|| {

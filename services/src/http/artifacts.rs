@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, Permission};
+use super::auth::{Can, can};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Path, Query};
 use super::state::AppState;
@@ -132,7 +132,7 @@ pub fn check_declared_sha(headers: &HeaderMap, actual: &str) -> ApiResult<()> {
 /// Stores a staged upload at `full_path`.
 pub async fn store_staged(
     state: &AppState,
-    caller: &Caller,
+    actor: &refit_registry::Actor,
     full_path: &str,
     staged: &StagedFile,
     sha: &str,
@@ -142,12 +142,7 @@ pub async fn store_staged(
         .map_err(ApiError::internal)?;
     Ok(state
         .store
-        .put_artifact(
-            &caller.actor(),
-            full_path,
-            tokio::io::BufReader::new(file),
-            sha,
-        )
+        .put_artifact(actor, full_path, tokio::io::BufReader::new(file), sha)
         .await?)
 }
 
@@ -185,11 +180,10 @@ pub async fn download(state: &AppState, full_path: &str) -> ApiResult<Response> 
               (status = 404, description = "No such run", body = ErrorBody)))]
 async fn list_artifacts(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadExperiments>,
     Path(run_id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<ArtifactListing>> {
-    caller.require(Permission::ReadExperiments)?;
     let run = state.store.get_run(&run_id).await?;
     let root = run_root(&run)?;
     let dir = match q.path.as_deref().filter(|p| !p.is_empty()) {
@@ -213,11 +207,10 @@ async fn list_artifacts(
               (status = 413, description = "Over the size limit", body = ErrorBody)))]
 async fn upload_artifact(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path((run_id, path)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<(StatusCode, axum::Json<StoredArtifact>)> {
-    caller.require(Permission::WriteExperiments)?;
     let run = state.store.get_run(&run_id).await?;
     if run.info.lifecycle_stage != refit_registry::experiments::LifecycleStage::Active {
         return Err(ApiError::invalid(format!(
@@ -241,7 +234,7 @@ async fn upload_artifact(
     let (staged, sha, _size) =
         stage_upload(&state, req.into_body(), state.config.max_artifact_size).await?;
     check_declared_sha(&headers, &sha)?;
-    let stored = store_staged(&state, &caller, &full_path, &staged, &sha).await?;
+    let stored = store_staged(&state, &caller.actor(), &full_path, &staged, &sha).await?;
     let relative = full_path[full_path.len() - path.trim_end_matches('/').len()..].to_string();
     Ok((
         StatusCode::CREATED,
@@ -258,10 +251,9 @@ async fn upload_artifact(
               (status = 404, description = "No such run or file", body = ErrorBody)))]
 async fn download_artifact(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadExperiments>,
     Path((run_id, path)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    caller.require(Permission::ReadExperiments)?;
     let run = state.store.get_run(&run_id).await?;
     let full_path = artifacts::join(&run_root(&run)?, &path)?;
     download(&state, &full_path).await

@@ -42,6 +42,65 @@ impl Permission {
     }
 }
 
+/// A permission as a type, so that a handler states what it needs in its signature and the check
+/// runs while extracting the request's head — before the body is read or parsed.
+pub trait Requirement {
+    /// The permission this marker stands for.
+    const PERMISSION: Permission;
+}
+
+/// Marker types for [`Can`], one per [`Permission`].
+pub mod can {
+    use super::{Permission, Requirement};
+
+    macro_rules! markers {
+        ($($name:ident),*) => {$(
+            #[doc = concat!("Requires [`Permission::", stringify!($name), "`].")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl Requirement for $name {
+                const PERMISSION: Permission = Permission::$name;
+            }
+        )*};
+    }
+
+    markers!(
+        ReadExperiments,
+        WriteExperiments,
+        ReadModels,
+        WriteModels,
+        ReadAudit,
+        ManageTokens
+    );
+}
+
+/// An authenticated caller whose role has permission `R`: 401 for a missing, malformed, unknown or
+/// revoked token, 403 for a role without the permission.
+#[derive(Debug, Clone)]
+pub struct Can<R>(pub Caller, std::marker::PhantomData<R>);
+
+impl<R> Can<R> {
+    /// The caller as the audit log's actor.
+    pub fn actor(&self) -> Actor {
+        self.0.actor()
+    }
+}
+
+impl<S, R> FromRequestParts<S> for Can<R>
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+    R: Requirement + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(R::PERMISSION)?;
+        Ok(Can(caller, std::marker::PhantomData))
+    }
+}
+
 /// The authenticated caller. Extracting it answers 401 for a missing, malformed, unknown or
 /// revoked token.
 #[derive(Debug, Clone)]

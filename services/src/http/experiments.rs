@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, Permission};
+use super::auth::{Can, can};
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Json, Path, Query};
 use super::state::AppState;
@@ -136,10 +136,9 @@ pub(crate) fn split_order_by(text: Option<&str>) -> Vec<String> {
               (status = 409, description = "Name taken", body = ErrorBody)))]
 async fn create_experiment(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Json(body): Json<CreateExperiment>,
 ) -> ApiResult<(StatusCode, axum::Json<Experiment>)> {
-    caller.require(Permission::WriteExperiments)?;
     let exp = state
         .store
         .create_experiment(
@@ -157,10 +156,9 @@ async fn create_experiment(
               (status = 400, description = "Invalid filter or page token", body = ErrorBody)))]
 async fn search_experiments(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadExperiments>,
     Query(q): Query<SearchQuery>,
 ) -> ApiResult<axum::Json<ExperimentPage>> {
-    caller.require(Permission::ReadExperiments)?;
     let search = ExperimentSearch {
         filter: q.filter.unwrap_or_default(),
         order_by: split_order_by(q.order_by.as_deref()),
@@ -179,10 +177,9 @@ async fn search_experiments(
               (status = 404, description = "No such experiment", body = ErrorBody)))]
 async fn get_experiment(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadExperiments>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Experiment>> {
-    caller.require(Permission::ReadExperiments)?;
     Ok(axum::Json(state.store.get_experiment(&id).await?))
 }
 
@@ -192,10 +189,9 @@ async fn get_experiment(
               (status = 404, description = "No such experiment", body = ErrorBody)))]
 async fn get_experiment_by_name(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadExperiments>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Experiment>> {
-    caller.require(Permission::ReadExperiments)?;
     Ok(axum::Json(state.store.get_experiment_by_name(&name).await?))
 }
 
@@ -206,11 +202,10 @@ async fn get_experiment_by_name(
               (status = 409, description = "Name taken", body = ErrorBody)))]
 async fn rename_experiment(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(id): Path<String>,
     Json(body): Json<UpdateExperiment>,
 ) -> ApiResult<axum::Json<Experiment>> {
-    caller.require(Permission::WriteExperiments)?;
     Ok(axum::Json(
         state
             .store
@@ -225,10 +220,9 @@ async fn rename_experiment(
               (status = 404, description = "No such experiment", body = ErrorBody)))]
 async fn delete_experiment(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     state.store.delete_experiment(&caller.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -239,10 +233,9 @@ async fn delete_experiment(
               (status = 404, description = "No such experiment", body = ErrorBody)))]
 async fn restore_experiment(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Experiment>> {
-    caller.require(Permission::WriteExperiments)?;
     Ok(axum::Json(
         state.store.restore_experiment(&caller.actor(), &id).await?,
     ))
@@ -253,11 +246,10 @@ async fn restore_experiment(
     responses((status = 204, description = "Set"), (status = 404, description = "No such experiment", body = ErrorBody)))]
 async fn set_experiment_tag(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path((id, key)): Path<(String, String)>,
     Json(body): Json<TagValue>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     state
         .store
         .set_experiment_tag(&caller.actor(), &id, &key, &body.value)
@@ -270,10 +262,9 @@ async fn set_experiment_tag(
     responses((status = 204, description = "Removed"), (status = 404, description = "No such experiment or tag", body = ErrorBody)))]
 async fn delete_experiment_tag(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     state
         .store
         .delete_experiment_tag(&caller.actor(), &id, &key)

@@ -93,8 +93,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     } else {
         bytes
     };
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let what = if inner.is_syntax() || inner.is_eof() {
@@ -107,7 +107,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             ApiError::invalid(format!("{what}: at '{path}': {inner}"))
         }
-    })
+    })?;
+    // Anything but whitespace after the value makes the body malformed (`serde_json::from_slice`
+    // checks this too; deserializing through a `Deserializer` does not).
+    de.end()
+        .map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 /// A query string deserialized into `T`, refusing bad values with a 400 in the API's shape.
@@ -173,6 +178,13 @@ mod tests {
         );
         let err = parse_json::<Point>(br#"{"key": "a", "#).unwrap_err();
         assert!(err.message.starts_with("malformed JSON"), "{}", err.message);
+        let err = parse_json::<Point>(br#"{"key": "a", "value": 1} {}"#).unwrap_err();
+        assert!(
+            err.message.contains("trailing characters"),
+            "{}",
+            err.message
+        );
+        assert!(parse_json::<Point>(b"{\"key\": \"a\", \"value\": 1}\n ").is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, Permission};
+use super::auth::{Can, can};
 use super::error::{ApiResult, ErrorBody};
 use super::experiments::{TagValue, split_order_by};
 use super::extract::{Json, Path, Query};
@@ -150,10 +150,9 @@ impl From<SearchPage<ModelVersion>> for VersionPage {
               (status = 409, description = "Name taken", body = ErrorBody)))]
 async fn create_model(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Json(b): Json<CreateModel>,
 ) -> ApiResult<(StatusCode, axum::Json<RegisteredModel>)> {
-    caller.require(Permission::WriteModels)?;
     let model = state
         .store
         .create_registered_model(&caller.actor(), &b.name, b.description.as_deref(), &b.tags)
@@ -166,10 +165,9 @@ async fn create_model(
               (status = 400, description = "Invalid filter or page token", body = ErrorBody)))]
 async fn search_models(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadModels>,
     Query(q): Query<SearchQuery>,
 ) -> ApiResult<axum::Json<ModelPage>> {
-    caller.require(Permission::ReadModels)?;
     let page = state
         .store
         .search_registered_models(&q.into_search(None))
@@ -185,10 +183,9 @@ async fn search_models(
     responses((status = 200, description = "The model", body = RegisteredModel), (status = 404, description = "No such model", body = ErrorBody)))]
 async fn get_model(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadModels>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<RegisteredModel>> {
-    caller.require(Permission::ReadModels)?;
     Ok(axum::Json(state.store.get_registered_model(&name).await?))
 }
 
@@ -199,11 +196,10 @@ async fn get_model(
               (status = 409, description = "New name taken", body = ErrorBody)))]
 async fn update_model(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path(name): Path<String>,
     Json(b): Json<UpdateModel>,
 ) -> ApiResult<axum::Json<RegisteredModel>> {
-    caller.require(Permission::WriteModels)?;
     let actor = caller.actor();
     let mut model = state.store.get_registered_model(&name).await?;
     if let Some(description) = &b.description {
@@ -226,10 +222,9 @@ async fn update_model(
     responses((status = 204, description = "Deleted with its versions"), (status = 404, description = "No such model", body = ErrorBody)))]
 async fn delete_model(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteModels)?;
     state
         .store
         .delete_registered_model(&caller.actor(), &name)
@@ -242,11 +237,10 @@ async fn delete_model(
     responses((status = 204, description = "Set"), (status = 404, description = "No such model", body = ErrorBody)))]
 async fn set_model_tag(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, key)): Path<(String, String)>,
     Json(b): Json<TagValue>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteModels)?;
     state
         .store
         .set_registered_model_tag(&caller.actor(), &name, &key, b.value())
@@ -259,10 +253,9 @@ async fn set_model_tag(
     responses((status = 204, description = "Removed"), (status = 404, description = "No such model or tag", body = ErrorBody)))]
 async fn delete_model_tag(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, key)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteModels)?;
     state
         .store
         .delete_registered_model_tag(&caller.actor(), &name, &key)
@@ -276,11 +269,10 @@ async fn delete_model_tag(
               (status = 404, description = "No such model or run", body = ErrorBody)))]
 async fn create_version(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path(name): Path<String>,
     Json(b): Json<CreateVersion>,
 ) -> ApiResult<(StatusCode, axum::Json<ModelVersion>)> {
-    caller.require(Permission::WriteModels)?;
     let new = NewModelVersion {
         source: b.source,
         run_id: b.run_id,
@@ -305,11 +297,10 @@ async fn create_version(
               (status = 404, description = "No such model", body = ErrorBody)))]
 async fn list_versions(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadModels>,
     Path(name): Path<String>,
     Query(q): Query<SearchQuery>,
 ) -> ApiResult<axum::Json<VersionPage>> {
-    caller.require(Permission::ReadModels)?;
     state.store.get_registered_model(&name).await?;
     Ok(axum::Json(
         state
@@ -325,10 +316,9 @@ async fn list_versions(
               (status = 400, description = "Invalid filter or page token", body = ErrorBody)))]
 async fn search_versions(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadModels>,
     Query(q): Query<SearchQuery>,
 ) -> ApiResult<axum::Json<VersionPage>> {
-    caller.require(Permission::ReadModels)?;
     Ok(axum::Json(
         state
             .store
@@ -343,10 +333,9 @@ async fn search_versions(
     responses((status = 200, description = "The version", body = ModelVersion), (status = 404, description = "No such version", body = ErrorBody)))]
 async fn get_version(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadModels>,
     Path((name, version)): Path<(String, i64)>,
 ) -> ApiResult<axum::Json<ModelVersion>> {
-    caller.require(Permission::ReadModels)?;
     Ok(axum::Json(
         state.store.get_model_version(&name, version).await?,
     ))
@@ -357,11 +346,10 @@ async fn get_version(
     responses((status = 200, description = "Updated", body = ModelVersion), (status = 404, description = "No such version", body = ErrorBody)))]
 async fn update_version(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, version)): Path<(String, i64)>,
     Json(b): Json<UpdateVersion>,
 ) -> ApiResult<axum::Json<ModelVersion>> {
-    caller.require(Permission::WriteModels)?;
     Ok(axum::Json(
         state
             .store
@@ -375,10 +363,9 @@ async fn update_version(
     responses((status = 204, description = "Deleted with its tags and aliases"), (status = 404, description = "No such version", body = ErrorBody)))]
 async fn delete_version(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, version)): Path<(String, i64)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteModels)?;
     state
         .store
         .delete_model_version(&caller.actor(), &name, version)
@@ -391,11 +378,10 @@ async fn delete_version(
     responses((status = 204, description = "Set"), (status = 404, description = "No such version", body = ErrorBody)))]
 async fn set_version_tag(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, version, key)): Path<(String, i64, String)>,
     Json(b): Json<TagValue>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteModels)?;
     state
         .store
         .set_model_version_tag(&caller.actor(), &name, version, &key, b.value())
@@ -408,10 +394,9 @@ async fn set_version_tag(
     responses((status = 204, description = "Removed"), (status = 404, description = "No such version or tag", body = ErrorBody)))]
 async fn delete_version_tag(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, version, key)): Path<(String, i64, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteModels)?;
     state
         .store
         .delete_model_version_tag(&caller.actor(), &name, version, &key)
@@ -424,11 +409,10 @@ async fn delete_version_tag(
     responses((status = 200, description = "Moved", body = ModelVersion), (status = 400, description = "Unknown stage", body = ErrorBody)))]
 async fn transition_stage(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, version)): Path<(String, i64)>,
     Json(b): Json<Transition>,
 ) -> ApiResult<axum::Json<ModelVersion>> {
-    caller.require(Permission::WriteModels)?;
     let v = state
         .store
         .transition_model_version_stage(
@@ -448,11 +432,10 @@ async fn transition_stage(
               (status = 404, description = "No such version", body = ErrorBody)))]
 async fn set_alias(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, alias)): Path<(String, String)>,
     Json(b): Json<AliasTarget>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteModels)?;
     state
         .store
         .set_model_alias(&caller.actor(), &name, &alias, b.version)
@@ -466,10 +449,9 @@ async fn set_alias(
               (status = 404, description = "No such alias", body = ErrorBody)))]
 async fn get_alias(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadModels>,
     Path((name, alias)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<ModelVersion>> {
-    caller.require(Permission::ReadModels)?;
     Ok(axum::Json(
         state
             .store
@@ -483,10 +465,9 @@ async fn get_alias(
     responses((status = 204, description = "Removed"), (status = 404, description = "No such alias", body = ErrorBody)))]
 async fn delete_alias(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteModels>,
     Path((name, alias)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteModels)?;
     state
         .store
         .delete_model_alias(&caller.actor(), &name, &alias)

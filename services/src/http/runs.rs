@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, Permission};
+use super::auth::{Can, can};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::experiments::split_order_by;
 use super::extract::{Json, Path};
@@ -146,10 +146,9 @@ fn check_finite(metrics: &[Metric]) -> Result<(), ApiError> {
               (status = 404, description = "No such experiment", body = ErrorBody)))]
 async fn create_run(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Json(body): Json<CreateRun>,
 ) -> ApiResult<(StatusCode, axum::Json<Run>)> {
-    caller.require(Permission::WriteExperiments)?;
     let new = NewRun {
         experiment_id: body.experiment_id.unwrap_or_else(|| "0".into()),
         run_name: body.run_name,
@@ -168,10 +167,9 @@ async fn create_run(
               (status = 400, description = "Invalid filter, order or page token", body = ErrorBody)))]
 async fn search_runs(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadExperiments>,
     Json(body): Json<SearchRuns>,
 ) -> ApiResult<axum::Json<RunPage>> {
-    caller.require(Permission::ReadExperiments)?;
     let order_by = body
         .order_by
         .iter()
@@ -193,10 +191,9 @@ async fn search_runs(
     responses((status = 200, description = "The run", body = Run), (status = 404, description = "No such run", body = ErrorBody)))]
 async fn get_run(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadExperiments>,
     Path(run_id): Path<String>,
 ) -> ApiResult<axum::Json<Run>> {
-    caller.require(Permission::ReadExperiments)?;
     Ok(axum::Json(state.store.get_run(&run_id).await?))
 }
 
@@ -205,11 +202,10 @@ async fn get_run(
     responses((status = 200, description = "Updated", body = RunInfo), (status = 404, description = "No such run", body = ErrorBody)))]
 async fn update_run(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(run_id): Path<String>,
     Json(body): Json<UpdateRun>,
 ) -> ApiResult<axum::Json<RunInfo>> {
-    caller.require(Permission::WriteExperiments)?;
     let update = RunUpdate {
         status: body.status,
         end_time: body.end_time,
@@ -228,10 +224,9 @@ async fn update_run(
     responses((status = 204, description = "Deleted (restorable)"), (status = 404, description = "No such run", body = ErrorBody)))]
 async fn delete_run(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(run_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     state.store.delete_run(&caller.actor(), &run_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -241,10 +236,9 @@ async fn delete_run(
     responses((status = 204, description = "Restored"), (status = 404, description = "No such run", body = ErrorBody)))]
 async fn restore_run(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(run_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     state.store.restore_run(&caller.actor(), &run_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -256,11 +250,10 @@ async fn restore_run(
               (status = 404, description = "No such run", body = ErrorBody)))]
 async fn log_batch(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(run_id): Path<String>,
     Json(body): Json<LogBatch>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     check_finite(&body.metrics)?;
     state
         .store
@@ -280,11 +273,10 @@ async fn log_batch(
     responses((status = 204, description = "Logged"), (status = 404, description = "No such run", body = ErrorBody)))]
 async fn log_metric(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(run_id): Path<String>,
     Json(metric): Json<Metric>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     let metrics = [metric];
     check_finite(&metrics)?;
     state
@@ -300,10 +292,9 @@ async fn log_metric(
               (status = 404, description = "No such run", body = ErrorBody)))]
 async fn metric_history(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadExperiments>,
     Path((run_id, key)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<MetricHistory>> {
-    caller.require(Permission::ReadExperiments)?;
     Ok(axum::Json(MetricHistory {
         metrics: state.store.metric_history(&run_id, &key).await?,
     }))
@@ -314,10 +305,9 @@ async fn metric_history(
     responses((status = 204, description = "Removed"), (status = 404, description = "No such run or tag", body = ErrorBody)))]
 async fn delete_run_tag(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path((run_id, key)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     state
         .store
         .delete_run_tag(&caller.actor(), &run_id, &key)
@@ -330,11 +320,10 @@ async fn delete_run_tag(
     responses((status = 204, description = "Recorded"), (status = 404, description = "No such run", body = ErrorBody)))]
 async fn log_inputs(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::WriteExperiments>,
     Path(run_id): Path<String>,
     Json(body): Json<LogInputs>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::WriteExperiments)?;
     state
         .store
         .log_inputs(&caller.actor(), &run_id, &body.datasets)

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, Permission};
+use super::auth::{Caller, Can, can};
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Json, Path, Query};
 use super::state::AppState;
@@ -71,10 +71,9 @@ pub struct AuditPage {
               (status = 409, description = "Name taken", body = ErrorBody)))]
 async fn create_token(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::ManageTokens>,
     Json(b): Json<CreateToken>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedToken>)> {
-    caller.require(Permission::ManageTokens)?;
     Ok((
         StatusCode::CREATED,
         axum::Json(
@@ -90,9 +89,8 @@ async fn create_token(
     responses((status = 200, description = "All tokens, revoked ones included", body = TokenList)))]
 async fn list_tokens(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ManageTokens>,
 ) -> ApiResult<axum::Json<TokenList>> {
-    caller.require(Permission::ManageTokens)?;
     Ok(axum::Json(TokenList {
         tokens: state.store.list_tokens().await?,
     }))
@@ -105,10 +103,9 @@ async fn list_tokens(
               (status = 409, description = "Already revoked", body = ErrorBody)))]
 async fn revoke_token(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<can::ManageTokens>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ApiToken>> {
-    caller.require(Permission::ManageTokens)?;
     Ok(axum::Json(
         state.store.revoke_token(&caller.actor(), &id).await?,
     ))
@@ -127,10 +124,9 @@ async fn whoami(caller: Caller) -> axum::Json<WhoAmI> {
     responses((status = 200, description = "Audit entries, newest first", body = AuditPage)))]
 async fn audit_log(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<can::ReadAudit>,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<axum::Json<AuditPage>> {
-    caller.require(Permission::ReadAudit)?;
     let entries = state
         .store
         .audit_log(q.limit.unwrap_or(100), q.before, q.target.as_deref())

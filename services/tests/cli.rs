@@ -1,0 +1,273 @@
+//! The `refit` binary as a process: first start, configuration precedence, token commands,
+//! migrations, and shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_refit");
+
+/// `refit` with a clean environment (no REFIT_* or DATABASE_URL from the caller).
+fn refit(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env("REFIT_LOG", "info");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("REFIT_") && key != "REFIT_LOG" || key == "DATABASE_URL" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A running `refit serve`, with what it printed so far.
+struct Server {
+    child: Child,
+    address: String,
+    stdout: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `cmd` (a `serve` command) and waits for it to report its address.
+    fn start(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning refit");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let address = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("refit reports that it is serving within 30 s");
+            if let Some(rest) = line.split("address=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // stdout holds only the bootstrap message, printed (line-buffered) before the address is
+        // logged.
+        let out = child.stdout.take().unwrap();
+        let (otx, orx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if otx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let stdout = orx.try_iter().collect::<Vec<_>>().join("\n");
+        Server {
+            child,
+            address,
+            stdout,
+            stderr: rx,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Sends SIGTERM and returns the exit status and the rest of stderr.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        let rest: Vec<String> = self.stderr.try_iter().collect();
+        (exit, rest.join("\n"))
+    }
+}
+
+fn serve_cmd(dir: &Path) -> Command {
+    let mut cmd = refit(dir);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    cmd
+}
+
+async fn whoami(server: &Server, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(server.url("/api/v1/whoami"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn first_start_creates_one_private_admin_token_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(serve_cmd(dir.path()));
+    let token_file = dir.path().join("refit-data/admin-token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(token.starts_with("refit_"), "{token}");
+    assert!(
+        server.stdout.contains(&token),
+        "the token is printed once: {}",
+        server.stdout
+    );
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = std::fs::metadata(dir.path().join("refit-data"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+
+    let me: serde_json::Value = whoami(&server, &token).await.json().await.unwrap();
+    assert_eq!(me["name"], "admin");
+    assert_eq!(me["role"], "admin");
+
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "exit status {exit:?}; log: {log}");
+    assert!(log.contains("database closed"), "{log}");
+
+    // A second start finds the token and neither prints nor replaces it.
+    let server = Server::start(serve_cmd(dir.path()));
+    assert!(!server.stdout.contains("refit_"), "{}", server.stdout);
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+    assert_eq!(whoami(&server, &token).await.status(), 200);
+    server.terminate();
+}
+
+#[tokio::test]
+async fn flags_beat_environment_beats_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("refit.toml"),
+        "data_dir = \"from-file\"\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    // The file's listen address (port 1) would fail; the environment overrides it, the flag
+    // overrides the environment's data dir.
+    let mut cmd = refit(dir.path());
+    cmd.args(["--config", "refit.toml", "serve", "--data-dir", "from-flag"])
+        .env("REFIT_LISTEN", "127.0.0.1:0")
+        .env("REFIT_DATA_DIR", "from-env");
+    let server = Server::start(cmd);
+    assert!(dir.path().join("from-flag/admin-token").exists());
+    assert!(!dir.path().join("from-env").exists());
+    assert!(!dir.path().join("from-file").exists());
+    assert_ne!(server.address, "127.0.0.1:1");
+    server.terminate();
+
+    // Without the flag, the environment's data dir wins over the file's.
+    let mut cmd = refit(dir.path());
+    cmd.args(["--config", "refit.toml", "serve"])
+        .env("REFIT_LISTEN", "127.0.0.1:0")
+        .env("REFIT_DATA_DIR", "from-env");
+    let server = Server::start(cmd);
+    assert!(dir.path().join("from-env/admin-token").exists());
+    server.terminate();
+}
+
+#[test]
+fn unknown_config_keys_and_bad_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "listen = \"127.0.0.1:0\"\ndatabse_url = \"x\"\n",
+    )
+    .unwrap();
+    let out = refit(dir.path())
+        .args(["--config", "bad.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `databse_url`"), "{err}");
+
+    let out = refit(dir.path())
+        .args(["migrate", "--database-url", "mysql://x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+
+    let out = refit(dir.path())
+        .args(["serve", "--max-body-size", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap rejects the value before starting"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a size"));
+}
+
+#[tokio::test]
+async fn token_commands_work_beside_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = refit(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+
+    let server = Server::start(serve_cmd(dir.path()));
+    let out = refit(dir.path())
+        .args(["tokens", "create", "--name", "alice", "--role", "scientist"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(secret.starts_with("refit_"));
+    let me: serde_json::Value = whoami(&server, &secret).await.json().await.unwrap();
+    assert_eq!(me["role"], "scientist");
+
+    let out = refit(dir.path()).args(["tokens", "list"]).output().unwrap();
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listing.contains("alice") && listing.contains("scientist") && listing.contains("active"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&secret), "secrets are never listed");
+
+    let out = refit(dir.path())
+        .args(["tokens", "create", "--name", "bob", "--role", "root"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role 'root'"));
+
+    let out = refit(dir.path())
+        .args(["tokens", "revoke", "alice"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(whoami(&server, &secret).await.status(), 401);
+    let out = refit(dir.path())
+        .args(["tokens", "revoke", "alice"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already revoked"));
+    server.terminate();
+}
