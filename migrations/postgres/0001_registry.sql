@@ -21,8 +21,11 @@ CREATE TABLE experiment_tags (
     PRIMARY KEY (experiment_id, key)
 );
 
+-- Runs are known outside by run_uuid; params, tags and metrics refer to the integer id, which keeps
+-- their keys short: smaller pages to write per logged batch, faster probes per searched run.
 CREATE TABLE runs (
-    run_uuid        TEXT    PRIMARY KEY,
+    id              BIGSERIAL PRIMARY KEY,
+    run_uuid        TEXT    NOT NULL UNIQUE,
     experiment_id   BIGINT NOT NULL REFERENCES experiments (experiment_id),
     name            TEXT    NOT NULL,
     user_id         TEXT    NOT NULL,
@@ -36,44 +39,66 @@ CREATE TABLE runs (
 CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, start_time);
 
 CREATE TABLE params (
-    run_uuid TEXT NOT NULL REFERENCES runs (run_uuid) ON DELETE CASCADE,
+    run_id   BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     key      TEXT NOT NULL,
     value    TEXT NOT NULL,
-    PRIMARY KEY (run_uuid, key)
+    PRIMARY KEY (run_id, key)
 );
-CREATE INDEX params_by_key ON params (key, value);
 
 CREATE TABLE tags (
-    run_uuid TEXT NOT NULL REFERENCES runs (run_uuid) ON DELETE CASCADE,
+    run_id   BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     key      TEXT NOT NULL,
     value    TEXT NOT NULL,
-    PRIMARY KEY (run_uuid, key)
+    PRIMARY KEY (run_id, key)
 );
-CREATE INDEX tags_by_key ON tags (key, value);
 
 -- Full metric history. Logging the very same point twice is a no-op, as in MLflow.
 -- NaN is stored as value 0 with is_nan = 1 (kept the same as on SQLite, which turns a NaN REAL into NULL).
 CREATE TABLE metrics (
-    run_uuid  TEXT    NOT NULL REFERENCES runs (run_uuid) ON DELETE CASCADE,
+    run_id   BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     key       TEXT    NOT NULL,
     step      BIGINT NOT NULL,
     timestamp BIGINT NOT NULL,
     value     DOUBLE PRECISION    NOT NULL,
     is_nan    BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_uuid, key, step, timestamp, value, is_nan)
+    PRIMARY KEY (run_id, key, step, timestamp, value, is_nan)
 );
 
 -- The latest point per (run, key), by (step, timestamp, value): what search filters and orders on.
+-- Searches probe this table, params and tags by primary key, run by run. There is deliberately no
+-- (key, value) index: with stale statistics (a table that just grew from empty) PostgreSQL would
+-- pick it for every probe and turn a 50 ms search into seconds.
 CREATE TABLE latest_metrics (
-    run_uuid  TEXT    NOT NULL REFERENCES runs (run_uuid) ON DELETE CASCADE,
+    run_id   BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     key       TEXT    NOT NULL,
     step      BIGINT NOT NULL,
     timestamp BIGINT NOT NULL,
     value     DOUBLE PRECISION    NOT NULL,
     is_nan    BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_uuid, key)
+    PRIMARY KEY (run_id, key)
 );
-CREATE INDEX latest_metrics_by_key ON latest_metrics (key, value);
+
+-- Every inserted point may be the new latest one; keeping latest_metrics in step here, rather than
+-- in the store's code, holds for every writer and saves a statement per logging call. One
+-- statement-level upsert per insert: the newest new point per (run, key) against the stored one.
+CREATE FUNCTION metrics_keep_latest() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan)
+    SELECT DISTINCT ON (run_id, key) run_id, key, step, timestamp, value, is_nan
+    FROM inserted
+    ORDER BY run_id, key, step DESC, timestamp DESC, value DESC
+    ON CONFLICT (run_id, key) DO UPDATE
+        SET step = excluded.step, timestamp = excluded.timestamp, value = excluded.value,
+            is_nan = excluded.is_nan
+        WHERE (excluded.step, excluded.timestamp, excluded.value)
+            > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value);
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER metrics_keep_latest AFTER INSERT ON metrics
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION metrics_keep_latest();
 
 -- Datasets known to an experiment, and the edges that make them a run's inputs (MLflow's shape).
 CREATE TABLE datasets (

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection, Row};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use utoipa::ToSchema;
 
@@ -78,7 +78,8 @@ impl Store {
     ) -> Result<StoredArtifact> {
         let sha256 = sha256.to_ascii_lowercase();
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         // Claim the digest. If its bytes are stored already, or another writer stores them first
         // (this insert waits for that writer's transaction), nothing is written but the caller's
         // bytes are still hashed: naming a stored digest must not bind `path` to its content.

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::db::{Store, now_ms};
 use crate::error::Result;
+use crate::sql::Sql;
 
 /// Who is acting: a token's holder, or refit's own automation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,32 @@ pub(crate) async fn record(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// An entry to append only if the run `run_uuid` is active, as a statement for a
+/// [`crate::db::WriteConnection::transaction`]: it changes one row exactly when the run accepted
+/// the write it describes.
+pub(crate) fn record_if_run_active(
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    detail: Option<&str>,
+    run_uuid: &str,
+) -> Sql {
+    let mut sql = Sql::new("INSERT INTO audit_log (at, actor, action, target, detail) SELECT ");
+    sql.bind(now_ms())
+        .push(", ")
+        .bind(actor.name.as_str())
+        .push(", ")
+        .bind(action)
+        .push(", ")
+        .bind(target)
+        .push(", ")
+        .bind(detail)
+        .push(" WHERE EXISTS (SELECT 1 FROM runs WHERE run_uuid = ")
+        .bind(run_uuid)
+        .push(" AND lifecycle_stage = 'active')");
+    sql
 }
 
 impl Store {

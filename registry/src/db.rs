@@ -1,12 +1,17 @@
 //! The connection to the registry's database: one store over SQLite or PostgreSQL through sqlx's
 //! `Any` driver, with the same portable SQL for both.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyConnection, AnyPool, Executor};
+use sqlx::any::{Any, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::Result;
+use crate::sql::Sql;
 
 /// Which database a [`Store`] runs on. SQL is shared; only a few statements differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,17 +54,110 @@ impl StoreOptions {
     }
 }
 
-/// The registry's storage. Cheap to clone: all clones share the pools.
+/// The registry's storage. Cheap to clone: all clones share the connections.
 ///
-/// On SQLite, writes go through a pool of exactly one connection, so writers queue in the pool
-/// instead of failing with `SQLITE_BUSY`, while reads run on their own connections under WAL.
-/// Every commit is durable (`synchronous=FULL`): a write acknowledged to a client survives a
-/// crash of the process or of the machine.
+/// On SQLite, every write goes through one connection held by the store (not a pool: a pool pings
+/// a connection each time it is returned, a thread round trip per call), so writers queue for it
+/// instead of failing with `SQLITE_BUSY`; reads run on a pool of their own under WAL. Every commit
+/// is durable (`synchronous=FULL`): a write acknowledged to a client survives a crash of the
+/// process or of the machine. WAL checkpoints run in the background, off the commit path.
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) read: AnyPool,
-    pub(crate) write: AnyPool,
+    writer: Writer,
     backend: Backend,
+    pub(crate) tokens: std::sync::Arc<crate::tokens::TokenCache>,
+}
+
+/// Where writes go: PostgreSQL's pool (many writers), or SQLite's one held connection.
+#[derive(Clone, Debug)]
+enum Writer {
+    Pool(AnyPool),
+    Held(Arc<Mutex<HeldWriter>>),
+}
+
+/// SQLite's writer connection (`None` once closed).
+#[derive(Debug)]
+pub(crate) struct HeldWriter {
+    conn: Option<AnyConnection>,
+    /// Set while a one-command transaction ([`WriteConnection::transaction`]) runs; still set if
+    /// its caller went away mid-way, in which case the transaction may be open and is rolled
+    /// back before the connection is used again.
+    in_doubt: bool,
+}
+
+/// A connection to write on, held until dropped. Start a transaction with
+/// `sqlx::Connection::begin(&mut *conn)`, or run a short one with [`WriteConnection::transaction`].
+pub(crate) enum WriteConnection {
+    Pooled(PoolConnection<Any>),
+    Held(OwnedMutexGuard<HeldWriter>),
+}
+
+impl Deref for WriteConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriteConnection::Pooled(c) => c,
+            WriteConnection::Held(g) => g.conn.as_ref().expect("checked open when locked"),
+        }
+    }
+}
+
+impl DerefMut for WriteConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteConnection::Pooled(c) => c,
+            WriteConnection::Held(g) => g.conn.as_mut().expect("checked open when locked"),
+        }
+    }
+}
+
+impl WriteConnection {
+    /// Runs `statements` as one transaction, all or nothing, and returns how many rows each
+    /// changed.
+    ///
+    /// On SQLite the whole transaction — `BEGIN`, the statements, `COMMIT` — goes to the
+    /// database's thread as one command: each command costs a thread round trip, which for the
+    /// small writes of a training loop costs more than the writes themselves. On PostgreSQL the
+    /// statements run in an ordinary transaction.
+    pub(crate) async fn transaction(&mut self, statements: Vec<Sql>) -> Result<Vec<u64>> {
+        match self {
+            WriteConnection::Pooled(conn) => {
+                let mut tx = conn.begin().await?;
+                let mut changed = Vec::with_capacity(statements.len());
+                for statement in statements {
+                    changed.push(statement.execute(&mut tx).await?);
+                }
+                tx.commit().await?;
+                Ok(changed)
+            }
+            WriteConnection::Held(held) => {
+                let n = statements.len();
+                let script = Sql::script(statements);
+                held.in_doubt = true;
+                let conn = held.conn.as_mut().expect("checked open when locked");
+                match script.execute_each(conn).await {
+                    // One result per statement, between BEGIN's and COMMIT's.
+                    Ok(results) if results.len() == n + 2 => {
+                        held.in_doubt = false;
+                        Ok(results[1..=n].to_vec())
+                    }
+                    Ok(results) => Err(crate::Error::Integrity(format!(
+                        "a transaction of {n} statements reported {} results",
+                        results.len()
+                    ))),
+                    Err(e) => {
+                        // A statement failed after BEGIN: undo the open transaction now.
+                        if conn.execute("ROLLBACK").await.is_ok() {
+                            held.in_doubt = false;
+                        }
+                        Err(e.into())
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Connection counts of the store's pools, for the `/metrics` gauges.
@@ -83,17 +181,27 @@ impl Store {
             ))
         })?;
         tracing::Span::current().record("backend", tracing::field::debug(backend));
+        let tokens = Default::default();
         let store = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(&options.url);
-                let write = sqlite_pool(1).connect(&url).await?;
+                let mut writer = AnyConnection::connect(&url).await?;
+                configure_sqlite(&mut writer).await?;
+                // The writer checkpoints only as a safety net (64 MiB of WAL); normally the
+                // background checkpointer keeps the WAL short without delaying commits.
+                writer.execute("PRAGMA wal_autocheckpoint = 16384").await?;
                 let read = sqlite_pool(options.max_connections.max(1))
                     .connect(&url)
                     .await?;
+                spawn_checkpointer(read.clone());
                 Store {
                     read,
-                    write,
+                    writer: Writer::Held(Arc::new(Mutex::new(HeldWriter {
+                        conn: Some(writer),
+                        in_doubt: false,
+                    }))),
                     backend,
+                    tokens,
                 }
             }
             Backend::Postgres => {
@@ -102,28 +210,52 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(&options.url)
                     .await?;
+                spawn_analyzer(pool.clone());
                 Store {
                     read: pool.clone(),
-                    write: pool,
+                    writer: Writer::Pool(pool),
                     backend,
+                    tokens,
                 }
             }
         };
         Ok(store)
     }
 
+    /// The connection writes go through, waiting for it if another write holds it.
+    pub(crate) async fn writer(&self) -> Result<WriteConnection> {
+        match &self.writer {
+            Writer::Pool(pool) => Ok(WriteConnection::Pooled(pool.acquire().await?)),
+            Writer::Held(held) => {
+                let mut guard = held.clone().lock_owned().await;
+                let HeldWriter { conn, in_doubt } = &mut *guard;
+                let Some(conn) = conn.as_mut() else {
+                    return Err(sqlx::Error::PoolClosed.into());
+                };
+                if *in_doubt {
+                    // The last one-command transaction's caller went away before it finished:
+                    // make sure it is not left open. Failing means none was open.
+                    let _ = conn.execute("ROLLBACK").await;
+                    *in_doubt = false;
+                }
+                Ok(WriteConnection::Held(guard))
+            }
+        }
+    }
+
     /// Brings the schema up to the newest migration for this backend.
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
+        let mut conn = self.writer().await?;
         match self.backend {
             Backend::Sqlite => {
                 sqlx::migrate!("../migrations/sqlite")
-                    .run(&self.write)
+                    .run(&mut *conn)
                     .await?
             }
             Backend::Postgres => {
                 sqlx::migrate!("../migrations/postgres")
-                    .run(&self.write)
+                    .run(&mut *conn)
                     .await?
             }
         }
@@ -141,40 +273,134 @@ impl Store {
         Ok(())
     }
 
-    /// Connection counts over all of the store's pools.
+    /// Connection counts over the store's pool (and SQLite's held writer, counted as in use
+    /// while a write holds it).
     pub fn pool_stats(&self) -> PoolStats {
         let (mut size, mut idle) = (self.read.size(), self.read.num_idle() as u32);
-        if self.backend == Backend::Sqlite {
-            size += self.write.size();
-            idle += self.write.num_idle() as u32;
+        if let Writer::Held(conn) = &self.writer {
+            size += 1;
+            idle += u32::from(conn.try_lock().is_ok());
         }
         PoolStats { size, idle }
     }
 
-    /// Waits for connections in use to be returned, then closes them all.
+    /// Waits for operations in progress to finish, then closes every connection.
     pub async fn close(&self) {
+        if let Writer::Held(held) = &self.writer
+            && let Some(conn) = held.lock().await.conn.take()
+            && let Err(e) = conn.close().await
+        {
+            tracing::warn!(error = %e, "closing the SQLite writer");
+        }
         self.read.close().await;
-        self.write.close().await;
+        if let Writer::Pool(pool) = &self.writer {
+            pool.close().await;
+        }
     }
 }
 
-/// Pool options for SQLite: WAL so readers never block the writer, full fsync on commit, foreign
-/// keys on, case-sensitive LIKE as on PostgreSQL, and a busy timeout for other processes (the CLI).
+/// Runs a passive WAL checkpoint every 200 ms until the pool closes. Passive checkpoints copy
+/// committed pages into the database file without blocking writers, so commits never pay for a
+/// checkpoint; the WAL file is then reused from its start, which keeps fsyncs cheap.
+fn spawn_checkpointer(pool: AnyPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                break;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                if pool.is_closed() {
+                    break;
+                }
+                tracing::warn!(error = %e, "background WAL checkpoint failed");
+            }
+        }
+    });
+}
+
+/// Tables whose statistics the search plans depend on.
+const ANALYZED_TABLES: [&str; 6] = [
+    "runs",
+    "params",
+    "tags",
+    "latest_metrics",
+    "experiments",
+    "model_versions",
+];
+
+/// Every 10 s, refreshes PostgreSQL's statistics of the tables searches read once a tenth of their
+/// rows changed (autovacuum does the same, but only once a minute): a table that just grew from
+/// empty still looks empty to the planner, which then picks plans that are fine for ten rows and
+/// slow for ten thousand.
+fn spawn_analyzer(pool: AnyPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                break;
+            }
+            let stale = sqlx::query(
+                "SELECT CAST(relname AS TEXT) AS relname FROM pg_stat_user_tables \
+                 WHERE n_mod_since_analyze > 50 + n_live_tup / 10 \
+                 AND relname IN ('runs', 'params', 'tags', 'latest_metrics', 'experiments', 'model_versions')",
+            )
+            .fetch_all(&pool)
+            .await;
+            let tables: Vec<String> = match stale {
+                Ok(rows) => rows
+                    .iter()
+                    .filter_map(|r| sqlx::Row::try_get(r, "relname").ok())
+                    .collect(),
+                Err(e) => {
+                    if !pool.is_closed() {
+                        tracing::warn!(error = %e, "reading table statistics failed");
+                    }
+                    continue;
+                }
+            };
+            for table in tables
+                .iter()
+                .filter(|t| ANALYZED_TABLES.contains(&t.as_str()))
+            {
+                // The name comes from the fixed list above, never from input.
+                let statement = format!("ANALYZE {table}");
+                if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, table, "ANALYZE failed");
+                }
+            }
+        }
+    });
+}
+
+/// WAL so readers never block the writer, full fsync on commit, foreign keys on, case-sensitive
+/// LIKE as on PostgreSQL, and a busy timeout for other processes (the CLI).
+async fn configure_sqlite(conn: &mut AnyConnection) -> sqlx::Result<()> {
+    conn.execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+         PRAGMA case_sensitive_like = ON;",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Pool options for SQLite readers, configured like the writer.
 fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn: &mut AnyConnection, _meta| {
-            Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                     PRAGMA case_sensitive_like = ON;",
-                )
-                .await?;
-                Ok(())
-            })
-        })
+        .after_connect(|conn: &mut AnyConnection, _meta| Box::pin(configure_sqlite(conn)))
 }
 
 /// Adds `mode=rwc` so that a missing database file is created.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
@@ -178,7 +178,8 @@ impl Store {
         validate::name("experiment", name)?;
         validate_tags(tags)?;
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let id: i64 = sqlx::query(
             "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) \
              VALUES ($1, $2, 'active', $3, $3) RETURNING experiment_id",
@@ -254,7 +255,8 @@ impl Store {
         new_name: &str,
     ) -> Result<Experiment> {
         validate::name("experiment", new_name)?;
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let exp = active_experiment(&mut tx, id).await?;
         let numeric = parse_experiment_id(id)?;
         sqlx::query(
@@ -293,7 +295,8 @@ impl Store {
         if numeric.to_string() == DEFAULT_EXPERIMENT_ID {
             return Err(Error::invalid("Cannot delete the default experiment '0'."));
         }
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         active_experiment(&mut tx, id).await?;
         let now = now_ms();
         sqlx::query("UPDATE experiments SET lifecycle_stage = 'deleted', last_update_time = $1 WHERE experiment_id = $2")
@@ -324,7 +327,8 @@ impl Store {
     /// Restores a soft-deleted experiment and its runs.
     #[tracing::instrument(skip(self, actor))]
     pub async fn restore_experiment(&self, actor: &Actor, id: &str) -> Result<Experiment> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let numeric = parse_experiment_id(id)?;
         let exp = load_experiment(&mut tx, numeric)
             .await?
@@ -370,7 +374,8 @@ impl Store {
             value: value.to_string(),
         }];
         validate_tags(&tag)?;
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         active_experiment(&mut tx, id).await?;
         sqlx::query(
             "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) \
@@ -396,7 +401,8 @@ impl Store {
     /// Removes a tag from an active experiment.
     #[tracing::instrument(skip(self, actor))]
     pub async fn delete_experiment_tag(&self, actor: &Actor, id: &str, key: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         active_experiment(&mut tx, id).await?;
         let deleted =
             sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
@@ -321,7 +321,8 @@ impl Store {
         validate::name("registered model", name)?;
         validate_tags(tags)?;
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES ($1, $2, $2, $3)",
         )
@@ -376,7 +377,8 @@ impl Store {
         new_name: &str,
     ) -> Result<RegisteredModel> {
         validate::name("registered model", new_name)?;
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         load_model(&mut tx, name).await?;
         sqlx::query(
             "UPDATE registered_models SET name = $1, last_updated_time = $2 WHERE name = $3",
@@ -416,7 +418,8 @@ impl Store {
         name: &str,
         description: Option<&str>,
     ) -> Result<RegisteredModel> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         touch_model(&mut tx, name).await?;
         sqlx::query("UPDATE registered_models SET description = $1 WHERE name = $2")
             .bind(description)
@@ -439,7 +442,8 @@ impl Store {
     /// Deletes a model with all its versions, tags and aliases.
     #[tracing::instrument(skip(self, actor))]
     pub async fn delete_registered_model(&self, actor: &Actor, name: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let n = sqlx::query("DELETE FROM registered_models WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -473,7 +477,8 @@ impl Store {
             key: key.into(),
             value: value.into(),
         }])?;
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         touch_model(&mut tx, name).await?;
         sqlx::query(
             "INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) \
@@ -504,7 +509,8 @@ impl Store {
         name: &str,
         key: &str,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         touch_model(&mut tx, name).await?;
         let n = sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2")
             .bind(name)
@@ -545,7 +551,8 @@ impl Store {
         }
         validate_tags(&new.tags)?;
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         if let Some(run_id) = &new.run_id {
             let exists = sqlx::query("SELECT 1 FROM runs WHERE run_uuid = $1")
                 .bind(run_id)
@@ -619,7 +626,8 @@ impl Store {
         version: i64,
         description: Option<&str>,
     ) -> Result<ModelVersion> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         touch_version(&mut tx, name, version).await?;
         sqlx::query("UPDATE model_versions SET description = $1 WHERE name = $2 AND version = $3")
             .bind(description)
@@ -655,7 +663,8 @@ impl Store {
             .iter()
             .find(|s| s.eq_ignore_ascii_case(stage))
             .ok_or_else(|| Error::invalid(format!("Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived.")))?;
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         touch_version(&mut tx, name, version).await?;
         if archive_existing && matches!(*stage, "Staging" | "Production") {
             sqlx::query(
@@ -698,7 +707,8 @@ impl Store {
         name: &str,
         version: i64,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let n = sqlx::query("DELETE FROM model_versions WHERE name = $1 AND version = $2")
             .bind(name)
             .bind(version)
@@ -735,7 +745,8 @@ impl Store {
             key: key.into(),
             value: value.into(),
         }])?;
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         touch_version(&mut tx, name, version).await?;
         sqlx::query(
             "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
@@ -768,7 +779,8 @@ impl Store {
         version: i64,
         key: &str,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         touch_version(&mut tx, name, version).await?;
         let n = sqlx::query(
             "DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3",
@@ -806,7 +818,8 @@ impl Store {
         version: i64,
     ) -> Result<()> {
         validate_alias(alias)?;
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         load_version(&mut tx, name, version).await?;
         set_alias_in_tx(&mut tx, name, alias, version).await?;
         touch_model(&mut tx, name).await?;
@@ -844,7 +857,8 @@ impl Store {
     /// Removes an alias.
     #[tracing::instrument(skip(self, actor))]
     pub async fn delete_model_alias(&self, actor: &Actor, name: &str, alias: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         load_model(&mut tx, name).await?;
         let n = sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2")
             .bind(name)

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
@@ -190,12 +190,22 @@ pub struct RunUpdate {
     pub run_name: Option<String>,
 }
 
-pub(crate) fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
-    let id: String = row.try_get("run_uuid")?;
+/// A run as stored: its internal row id (what params, tags and metrics refer to) and its info.
+pub(crate) struct StoredRun {
+    pub(crate) id: i64,
+    pub(crate) info: RunInfo,
+}
+
+/// The columns [`run_from_row`] reads, for `SELECT ... FROM runs r`.
+pub(crate) const RUN_COLUMNS: &str = "r.id, r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, \
+     r.start_time, r.end_time, r.lifecycle_stage, r.artifact_uri";
+
+pub(crate) fn run_from_row(row: &AnyRow) -> Result<StoredRun> {
+    let uuid: String = row.try_get("run_uuid")?;
     let experiment_id: i64 = row.try_get("experiment_id")?;
-    Ok(RunInfo {
-        run_uuid: id.clone(),
-        run_id: id,
+    let info = RunInfo {
+        run_uuid: uuid.clone(),
+        run_id: uuid,
         run_name: row.try_get("name")?,
         experiment_id: experiment_id.to_string(),
         user_id: row.try_get("user_id")?,
@@ -204,6 +214,10 @@ pub(crate) fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
         end_time: row.try_get("end_time")?,
         artifact_uri: row.try_get("artifact_uri")?,
         lifecycle_stage: LifecycleStage::parse(&row.try_get::<String, _>("lifecycle_stage")?),
+    };
+    Ok(StoredRun {
+        id: row.try_get("id")?,
+        info,
     })
 }
 
@@ -226,86 +240,90 @@ fn stored_value(value: f64) -> (f64, i64) {
     if value.is_nan() { (0.0, 1) } else { (value, 0) }
 }
 
-async fn load_run_info(conn: &mut AnyConnection, run_id: &str) -> Result<RunInfo> {
+async fn load_run(conn: &mut AnyConnection, run_id: &str) -> Result<StoredRun> {
     let row = sqlx::query(
-        "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
-         lifecycle_stage, artifact_uri FROM runs WHERE run_uuid = $1",
+        "SELECT r.id, r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
+         r.end_time, r.lifecycle_stage, r.artifact_uri FROM runs r WHERE r.run_uuid = $1",
     )
     .bind(run_id)
     .fetch_optional(conn)
     .await?
     .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
-    run_info_from_row(&row)
+    run_from_row(&row)
 }
 
 /// Loads a run that must exist and be active, as every write to a run requires.
-pub(crate) async fn active_run(conn: &mut AnyConnection, run_id: &str) -> Result<RunInfo> {
-    let info = load_run_info(conn, run_id).await?;
-    if info.lifecycle_stage != LifecycleStage::Active {
+pub(crate) async fn active_run(conn: &mut AnyConnection, run_id: &str) -> Result<StoredRun> {
+    let run = load_run(conn, run_id).await?;
+    if run.info.lifecycle_stage != LifecycleStage::Active {
         return Err(Error::invalid(format!(
             "The run {run_id} must be in the 'active' state. Current state is deleted."
         )));
     }
-    Ok(info)
+    Ok(run)
 }
 
-/// Loads params, latest metrics, tags and inputs for `infos`, keeping their order.
-pub(crate) async fn attach_data(conn: &mut AnyConnection, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
-    let mut runs: Vec<Run> = infos
+/// Loads params, latest metrics, tags and inputs for `stored`, keeping their order.
+pub(crate) async fn attach_data(
+    conn: &mut AnyConnection,
+    stored: Vec<StoredRun>,
+) -> Result<Vec<Run>> {
+    let by_id: HashMap<i64, usize> = stored.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    let ids: Vec<i64> = stored.iter().map(|r| r.id).collect();
+    let mut runs: Vec<Run> = stored
         .into_iter()
-        .map(|info| Run {
-            info,
+        .map(|r| Run {
+            info: r.info,
             data: RunData::default(),
             inputs: RunInputs::default(),
         })
         .collect();
-    let index: HashMap<String, usize> = runs
+    let by_uuid: HashMap<String, usize> = runs
         .iter()
         .enumerate()
         .map(|(i, r)| (r.info.run_id.clone(), i))
         .collect();
-    let ids: Vec<String> = index.keys().cloned().collect();
     // SQLite allows at most 32,766 bound values per statement.
     for chunk in ids.chunks(1000) {
-        let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY key");
-        for row in sql.build().fetch_all(&mut *conn).await? {
-            let run = &mut runs[index[&row.try_get::<String, _>("run_uuid")?]];
+        let mut sql = Sql::new("SELECT run_id, key, value FROM params WHERE run_id IN ");
+        sql.bind_list(chunk.iter().copied()).push(" ORDER BY key");
+        for row in sql.fetch_all(&mut *conn).await? {
+            let run = &mut runs[by_id[&row.try_get::<i64, _>("run_id")?]];
             run.data.params.push(Param {
                 key: row.try_get("key")?,
                 value: row.try_get("value")?,
             });
         }
-        let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY key");
-        for row in sql.build().fetch_all(&mut *conn).await? {
-            let run = &mut runs[index[&row.try_get::<String, _>("run_uuid")?]];
+        let mut sql = Sql::new("SELECT run_id, key, value FROM tags WHERE run_id IN ");
+        sql.bind_list(chunk.iter().copied()).push(" ORDER BY key");
+        for row in sql.fetch_all(&mut *conn).await? {
+            let run = &mut runs[by_id[&row.try_get::<i64, _>("run_id")?]];
             run.data.tags.push(Tag {
                 key: row.try_get("key")?,
                 value: row.try_get("value")?,
             });
         }
         let mut sql = Sql::new(
-            "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
+            "SELECT run_id, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_id IN ",
         );
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY key");
-        for row in sql.build().fetch_all(&mut *conn).await? {
-            let run = &mut runs[index[&row.try_get::<String, _>("run_uuid")?]];
+        sql.bind_list(chunk.iter().copied()).push(" ORDER BY key");
+        for row in sql.fetch_all(&mut *conn).await? {
+            let run = &mut runs[by_id[&row.try_get::<i64, _>("run_id")?]];
             run.data.metrics.push(metric_from_row(&row)?);
         }
+        let uuids: Vec<&str> = chunk
+            .iter()
+            .map(|id| runs[by_id[id]].info.run_id.as_str())
+            .collect();
         let mut sql = Sql::new(
             "SELECT i.destination_id AS run_uuid, i.input_uuid, d.name, d.digest, d.source_type, \
              d.source, d.schema, d.profile FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
              WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id IN ",
         );
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY d.name, d.digest");
+        sql.bind_list(uuids).push(" ORDER BY d.name, d.digest");
         let mut by_input: HashMap<String, (usize, usize)> = HashMap::new();
-        for row in sql.build().fetch_all(&mut *conn).await? {
-            let run_idx = index[&row.try_get::<String, _>("run_uuid")?];
+        for row in sql.fetch_all(&mut *conn).await? {
+            let run_idx = by_uuid[&row.try_get::<String, _>("run_uuid")?];
             let inputs = &mut runs[run_idx].inputs.dataset_inputs;
             by_input.insert(row.try_get("input_uuid")?, (run_idx, inputs.len()));
             inputs.push(DatasetInput {
@@ -325,7 +343,7 @@ pub(crate) async fn attach_data(conn: &mut AnyConnection, infos: Vec<RunInfo>) -
                 Sql::new("SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ");
             sql.bind_list(by_input.keys().map(String::as_str))
                 .push(" ORDER BY name");
-            for row in sql.build().fetch_all(&mut *conn).await? {
+            for row in sql.fetch_all(&mut *conn).await? {
                 let (r, i) = by_input[&row.try_get::<String, _>("input_uuid")?];
                 runs[r].inputs.dataset_inputs[i].tags.push(Tag {
                     key: row.try_get("name")?,
@@ -387,136 +405,108 @@ fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<
     Ok(())
 }
 
-/// Writes metrics, params and tags for an active run inside the caller's transaction.
-async fn write_batch(
-    conn: &mut AnyConnection,
-    run_id: &str,
-    metrics: &[Metric],
-    params: &[Param],
-    tags: &[Tag],
-) -> Result<()> {
-    if !params.is_empty() {
-        // Params are immutable: refuse the whole batch if any would change. Insert first, then
-        // compare with what is stored: a concurrent writer's value, committed while this insert
-        // waited for it, is then seen and refuses this batch instead of being silently kept.
-        let mut sql = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
-        for (i, p) in params.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_id)
-                .push(", ")
-                .bind(p.key.as_str())
-                .push(", ")
-                .bind(p.value.as_str())
-                .push(")");
-        }
-        sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
-        sql.build().execute(&mut *conn).await?;
-        let mut sql = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
-        sql.bind(run_id)
-            .push(" AND key IN ")
-            .bind_list(params.iter().map(|p| p.key.as_str()));
-        let stored: HashMap<String, String> = sql
-            .build()
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-            .collect::<Result<_>>()?;
-        for p in params {
-            if let Some(old) = stored.get(&p.key)
-                && old != &p.value
-            {
-                return Err(Error::invalid(format!(
-                    "Changing param values is not allowed. Param with key='{}' was already logged \
-                     with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
-                    p.key, p.value
-                )));
-            }
+/// Writes params to an active run (row `run`) inside the caller's transaction. Params are
+/// immutable: if any would change, the whole call fails.
+async fn write_params(conn: &mut AnyConnection, run: &StoredRun, params: &[Param]) -> Result<()> {
+    if params.is_empty() {
+        return Ok(());
+    }
+    // Insert first, then compare with what is stored: a concurrent writer's value, committed
+    // while this insert waited for it, is then seen and refuses this batch instead of being
+    // silently kept.
+    let mut sql = Sql::new("INSERT INTO params (run_id, key, value) VALUES ");
+    for (i, p) in params.iter().enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" });
+        sql.bind(run.id)
+            .push(", ")
+            .bind(p.key.as_str())
+            .push(", ")
+            .bind(p.value.as_str())
+            .push(")");
+    }
+    sql.push(" ON CONFLICT (run_id, key) DO NOTHING");
+    sql.execute(&mut *conn).await?;
+    let mut sql = Sql::new("SELECT key, value FROM params WHERE run_id = ");
+    sql.bind(run.id)
+        .push(" AND key IN ")
+        .bind_list(params.iter().map(|p| p.key.as_str()));
+    let stored: HashMap<String, String> = sql
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+        .collect::<Result<_>>()?;
+    for p in params {
+        if let Some(old) = stored.get(&p.key)
+            && old != &p.value
+        {
+            return Err(Error::invalid(format!(
+                "Changing param values is not allowed. Param with key='{}' was already logged \
+                 with value='{old}' for run ID='{}'. Attempted logging new value '{}'.",
+                p.key, run.info.run_id, p.value
+            )));
         }
     }
-    if !metrics.is_empty() {
-        let mut sql =
-            Sql::new("INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ");
-        // The newest point per key by (step, timestamp, value), as MLflow defines "latest".
-        let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
-        for (i, m) in metrics.iter().enumerate() {
-            let (value, is_nan) = stored_value(m.value);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_id)
-                .push(", ")
-                .bind(m.key.as_str())
-                .push(", ")
-                .bind(m.step)
-                .push(", ")
-                .bind(m.timestamp)
-                .push(", ")
-                .bind(value)
-                .push(", ")
-                .bind(is_nan)
-                .push(")");
-            let newer = latest.get(m.key.as_str()).is_none_or(|cur| {
-                (m.step, m.timestamp, stored_value(m.value).0)
-                    > (cur.step, cur.timestamp, stored_value(cur.value).0)
-            });
-            if newer {
-                latest.insert(&m.key, m);
-            }
-        }
-        sql.push(" ON CONFLICT (run_uuid, key, step, timestamp, value, is_nan) DO NOTHING");
-        sql.build().execute(&mut *conn).await?;
+    Ok(())
+}
 
-        let mut sql = Sql::new(
-            "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
-        );
-        for (i, m) in latest.values().enumerate() {
-            let (value, is_nan) = stored_value(m.value);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_id)
-                .push(", ")
-                .bind(m.key.as_str())
-                .push(", ")
-                .bind(m.step)
-                .push(", ")
-                .bind(m.timestamp)
-                .push(", ")
-                .bind(value)
-                .push(", ")
-                .bind(is_nan)
-                .push(")");
-        }
-        sql.push(
-            " ON CONFLICT (run_uuid, key) DO UPDATE SET step = excluded.step, \
-             timestamp = excluded.timestamp, value = excluded.value, is_nan = excluded.is_nan \
-             WHERE (excluded.step, excluded.timestamp, excluded.value) > \
-             (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
-        );
-        sql.build().execute(&mut *conn).await?;
+/// The statement inserting metric points into the run `run_uuid`, only while the run is active; a
+/// trigger keeps latest_metrics (the newest point per key) in step. An identical point already
+/// stored is skipped.
+fn insert_metrics(run_uuid: &str, metrics: &[Metric]) -> Sql {
+    let mut sql = Sql::new(
+        "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) SELECT r.id, v.* FROM runs r, (VALUES ",
+    );
+    for (i, m) in metrics.iter().enumerate() {
+        let (value, is_nan) = stored_value(m.value);
+        sql.push(if i == 0 { "(" } else { ", (" });
+        sql.bind(m.key.as_str())
+            .push(", ")
+            .bind(m.step)
+            .push(", ")
+            .bind(m.timestamp)
+            .push(", ")
+            .bind(value)
+            .push(", ")
+            .bind(is_nan)
+            .push(")");
     }
-    if !tags.is_empty() {
-        // Last value wins within a batch; one row per key keeps the upsert valid on PostgreSQL.
-        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
-        for t in tags {
-            last.insert(&t.key, &t.value);
-        }
-        let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
-        for (i, (k, v)) in last.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(run_id)
-                .push(", ")
-                .bind(*k)
-                .push(", ")
-                .bind(*v)
-                .push(")");
-        }
-        sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
-        sql.build().execute(&mut *conn).await?;
-        if let Some(name) = last.get(RUN_NAME_TAG) {
-            sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
-                .bind(*name)
-                .bind(run_id)
-                .execute(&mut *conn)
-                .await?;
-        }
+    sql.push(") AS v WHERE r.run_uuid = ")
+        .bind(run_uuid)
+        .push(" AND r.lifecycle_stage = 'active'")
+        .push(" ON CONFLICT (run_id, key, step, timestamp, value, is_nan) DO NOTHING");
+    sql
+}
+
+/// Sets tags on an active run (row `run`) inside the caller's transaction; `mlflow.runName` also
+/// renames the run, as in MLflow.
+async fn write_tags(conn: &mut AnyConnection, run: &StoredRun, tags: &[Tag]) -> Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    // Last value wins within a batch; one row per key keeps the upsert valid on PostgreSQL.
+    let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+    for t in tags {
+        last.insert(&t.key, &t.value);
+    }
+    let mut sql = Sql::new("INSERT INTO tags (run_id, key, value) VALUES ");
+    for (i, (k, v)) in last.iter().enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" });
+        sql.bind(run.id)
+            .push(", ")
+            .bind(*k)
+            .push(", ")
+            .bind(*v)
+            .push(")");
+    }
+    sql.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
+    sql.execute(&mut *conn).await?;
+    if let Some(name) = last.get(RUN_NAME_TAG) {
+        sqlx::query("UPDATE runs SET name = $1 WHERE id = $2")
+            .bind(*name)
+            .bind(run.id)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -546,7 +536,8 @@ impl Store {
         validate_batch(&[], &[], &tags)?;
         let run_id = new_id();
         let user_id = new.user_id.unwrap_or_else(|| actor.name.clone());
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let exp = active_experiment(&mut tx, &new.experiment_id).await?;
         let artifact_uri = format!(
             "{}/{run_id}/artifacts",
@@ -564,7 +555,8 @@ impl Store {
         .bind(&artifact_uri)
         .execute(&mut *tx)
         .await?;
-        write_batch(&mut tx, &run_id, &[], &[], &tags).await?;
+        let run = load_run(&mut tx, &run_id).await?;
+        write_tags(&mut tx, &run, &tags).await?;
         audit::record(
             &mut tx,
             actor,
@@ -573,8 +565,7 @@ impl Store {
             Some(&run_name),
         )
         .await?;
-        let info = load_run_info(&mut tx, &run_id).await?;
-        let run = attach_data(&mut tx, vec![info]).await?.remove(0);
+        let run = attach_data(&mut tx, vec![run]).await?.remove(0);
         tx.commit().await?;
         Ok(run)
     }
@@ -582,8 +573,8 @@ impl Store {
     /// The run with this id, deleted or not, with its data and inputs.
     pub async fn get_run(&self, run_id: &str) -> Result<Run> {
         let mut conn = self.read.acquire().await?;
-        let info = load_run_info(&mut conn, run_id).await?;
-        Ok(attach_data(&mut conn, vec![info]).await?.remove(0))
+        let run = load_run(&mut conn, run_id).await?;
+        Ok(attach_data(&mut conn, vec![run]).await?.remove(0))
     }
 
     /// Updates status, end time or name of an active run.
@@ -597,30 +588,25 @@ impl Store {
         if let Some(name) = &update.run_name {
             validate::name("run", name)?;
         }
-        let mut tx = self.write.begin().await?;
-        let info = active_run(&mut tx, run_id).await?;
-        let status = update.status.unwrap_or(info.status);
-        let end_time = update.end_time.or(info.end_time);
-        let name = update.run_name.clone().unwrap_or(info.run_name.clone());
-        sqlx::query("UPDATE runs SET status = $1, end_time = $2, name = $3 WHERE run_uuid = $4")
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let run = active_run(&mut tx, run_id).await?;
+        let status = update.status.unwrap_or(run.info.status);
+        let end_time = update.end_time.or(run.info.end_time);
+        let name = update.run_name.clone().unwrap_or(run.info.run_name.clone());
+        sqlx::query("UPDATE runs SET status = $1, end_time = $2, name = $3 WHERE id = $4")
             .bind(status.as_str())
             .bind(end_time)
             .bind(&name)
-            .bind(run_id)
+            .bind(run.id)
             .execute(&mut *tx)
             .await?;
         if update.run_name.is_some() {
-            write_batch(
-                &mut tx,
-                run_id,
-                &[],
-                &[],
-                &[Tag {
-                    key: RUN_NAME_TAG.into(),
-                    value: name,
-                }],
-            )
-            .await?;
+            let tag = Tag {
+                key: RUN_NAME_TAG.into(),
+                value: name,
+            };
+            write_tags(&mut tx, &run, &[tag]).await?;
         }
         audit::record(
             &mut tx,
@@ -630,23 +616,22 @@ impl Store {
             Some(status.as_str()),
         )
         .await?;
-        let info = load_run_info(&mut tx, run_id).await?;
+        let run = load_run(&mut tx, run_id).await?;
         tx.commit().await?;
-        Ok(info)
+        Ok(run.info)
     }
 
     /// Soft-deletes a run.
     #[tracing::instrument(skip(self, actor))]
     pub async fn delete_run(&self, actor: &Actor, run_id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        load_run_info(&mut tx, run_id).await?;
-        sqlx::query(
-            "UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = $1 WHERE run_uuid = $2",
-        )
-        .bind(now_ms())
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let run = load_run(&mut tx, run_id).await?;
+        sqlx::query("UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(run.id)
+            .execute(&mut *tx)
+            .await?;
         audit::record(
             &mut tx,
             actor,
@@ -662,12 +647,13 @@ impl Store {
     /// Restores a soft-deleted run.
     #[tracing::instrument(skip(self, actor))]
     pub async fn restore_run(&self, actor: &Actor, run_id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        load_run_info(&mut tx, run_id).await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let run = load_run(&mut tx, run_id).await?;
         sqlx::query(
-            "UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL WHERE run_uuid = $1",
+            "UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL WHERE id = $1",
         )
-        .bind(run_id)
+        .bind(run.id)
         .execute(&mut *tx)
         .await?;
         audit::record(
@@ -696,23 +682,46 @@ impl Store {
         tags: &[Tag],
     ) -> Result<()> {
         validate_batch(metrics, params, tags)?;
-        let mut tx = self.write.begin().await?;
-        active_run(&mut tx, run_id).await?;
-        write_batch(&mut tx, run_id, metrics, params, tags).await?;
+        let target = format!("run:{run_id}");
         let detail = format!(
             "{} metrics, {} params, {} tags",
             metrics.len(),
             params.len(),
             tags.len()
         );
-        audit::record(
-            &mut tx,
-            actor,
-            "runs.log_batch",
-            &format!("run:{run_id}"),
-            Some(&detail),
-        )
-        .await?;
+        let mut conn = self.writer().await?;
+        if params.is_empty() && tags.is_empty() && !metrics.is_empty() {
+            // The hot path of a training loop: the points and the audit entry, each written only
+            // while the run is active, in one short transaction.
+            let audit = audit::record_if_run_active(
+                actor,
+                "runs.log_batch",
+                &target,
+                Some(&detail),
+                run_id,
+            );
+            let changed = conn
+                .transaction(vec![insert_metrics(run_id, metrics), audit])
+                .await?;
+            if changed[1] == 1 {
+                return Ok(());
+            }
+            // Nothing was written: the run is missing or deleted. Say which.
+            drop(conn);
+            let mut conn = self.read.acquire().await?;
+            active_run(&mut conn, run_id).await?;
+            return Err(Error::InvalidState(format!(
+                "run {run_id} changed state while logging; retry"
+            )));
+        }
+        let mut tx = conn.begin().await?;
+        let run = active_run(&mut tx, run_id).await?;
+        write_params(&mut tx, &run, params).await?;
+        write_tags(&mut tx, &run, tags).await?;
+        if !metrics.is_empty() {
+            insert_metrics(run_id, metrics).execute(&mut tx).await?;
+        }
+        audit::record(&mut tx, actor, "runs.log_batch", &target, Some(&detail)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -720,10 +729,11 @@ impl Store {
     /// Removes a tag from an active run.
     #[tracing::instrument(skip(self, actor))]
     pub async fn delete_run_tag(&self, actor: &Actor, run_id: &str, key: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        active_run(&mut tx, run_id).await?;
-        let n = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
-            .bind(run_id)
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let run = active_run(&mut tx, run_id).await?;
+        let n = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
+            .bind(run.id)
             .bind(key)
             .execute(&mut *tx)
             .await?
@@ -748,12 +758,12 @@ impl Store {
     /// Every recorded point of one metric of a run, by step then timestamp.
     pub async fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
         let mut conn = self.read.acquire().await?;
-        load_run_info(&mut conn, run_id).await?;
+        let run = load_run(&mut conn, run_id).await?;
         let rows = sqlx::query(
-            "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = $1 AND key = $2 \
+            "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_id = $1 AND key = $2 \
              ORDER BY step, timestamp, value",
         )
-        .bind(run_id)
+        .bind(run.id)
         .bind(key)
         .fetch_all(&mut *conn)
         .await?;
@@ -787,9 +797,10 @@ impl Store {
                 )?;
             }
         }
-        let mut tx = self.write.begin().await?;
-        let info = active_run(&mut tx, run_id).await?;
-        let experiment_id: i64 = info.experiment_id.parse().expect("numeric id");
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let run = active_run(&mut tx, run_id).await?;
+        let experiment_id: i64 = run.info.experiment_id.parse().expect("numeric id");
         for input in inputs {
             let d = &input.dataset;
             // Insert the dataset unless the experiment knows it (waiting for a concurrent writer

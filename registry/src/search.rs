@@ -14,7 +14,7 @@ use crate::models::{
     version_from_row,
 };
 use crate::page;
-use crate::runs::{Run, attach_data, run_info_from_row};
+use crate::runs::{RUN_COLUMNS, Run, attach_data, run_from_row};
 use crate::search_filter::{self as filter, Comparison, Dialect, Entity, Op, Value};
 use crate::sql::Sql;
 
@@ -190,10 +190,9 @@ fn sql_op(op: Op) -> &'static str {
     }
 }
 
-/// Appends `<owner> IN (owners with key k whose value matches c)` over a key/value table, e.g. the
-/// runs having param `k` with a matching value; `IS NULL` becomes `NOT IN (owners having k)`. An
-/// `IN` over the subquery (rather than a correlated `EXISTS`) lets the database drive the search
-/// from the `(key, value)` index when that is the selective side.
+/// Appends an `EXISTS` over a key/value table, e.g. the run's params with key `k` and a value
+/// matching `c`; `IS NULL` becomes `NOT EXISTS`. Correlated on the owner, so each probe is a
+/// primary-key lookup whatever the planner believes about table sizes.
 fn push_key_value(
     sql: &mut Sql,
     table: &str,
@@ -201,17 +200,17 @@ fn push_key_value(
     owner: &str,
     c: &Comparison,
 ) -> Result<()> {
-    sql.push(owner).push(if c.op == Op::IsNull {
-        " NOT IN "
+    sql.push(if c.op == Op::IsNull {
+        "NOT EXISTS (SELECT 1 FROM "
     } else {
-        " IN "
+        "EXISTS (SELECT 1 FROM "
     });
-    sql.push("(SELECT kv.")
+    sql.push(table)
+        .push(" kv WHERE kv.")
         .push(owner_column)
-        .push(" FROM ")
-        .push(table)
-        .push(" kv WHERE kv.key = ");
-    sql.bind(c.key.as_str());
+        .push(" = ")
+        .push(owner);
+    sql.push(" AND kv.key = ").bind(c.key.as_str());
     if !matches!(c.op, Op::IsNull | Op::IsNotNull) {
         sql.push(" AND ");
         push_comparison(sql, "kv.value", c.op, &c.value)?;
@@ -272,10 +271,10 @@ impl Store {
         let print = fingerprint(&[&scope, &search.filter, &search.order_by.join("\u{1}")]);
         let page = page::start(search.page_token.as_deref(), search.max_results, &print)?;
 
-        let mut sql = Sql::new(
-            "SELECT r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
-                                r.end_time, r.lifecycle_stage, r.artifact_uri FROM runs r",
-        );
+        // Two passes: first the ids of the page's runs, found and ordered through the runs index
+        // and primary-key probes alone; then the page's rows. Carrying every candidate's full row
+        // through the sort would cost more than the probes.
+        let mut sql = Sql::new("SELECT r.id FROM runs r");
         // Order terms need joins, which must come before WHERE; placeholders are numbered in
         // text order, so the joins are written first.
         let mut terms = Vec::new();
@@ -285,11 +284,11 @@ impl Store {
             let alias = format!("o{i}");
             match o.entity {
                 Entity::Metric => {
-                    sql.push(&format!(" LEFT JOIN latest_metrics {alias} ON {alias}.run_uuid = r.run_uuid AND {alias}.key = "))
+                    sql.push(&format!(" LEFT JOIN latest_metrics {alias} ON {alias}.run_id = r.id AND {alias}.key = "))
                         .bind(o.key.as_str());
                     // Present values first, then NaN, then runs without the metric (MLflow's order).
                     terms.push(format!(
-                        "CASE WHEN {alias}.run_uuid IS NULL THEN 2 WHEN {alias}.is_nan = 1 THEN 1 ELSE 0 END"
+                        "CASE WHEN {alias}.run_id IS NULL THEN 2 WHEN {alias}.is_nan = 1 THEN 1 ELSE 0 END"
                     ));
                     terms.push(format!(
                         "{alias}.value {}",
@@ -302,8 +301,10 @@ impl Store {
                     } else {
                         "tags"
                     };
-                    sql.push(&format!(" LEFT JOIN {table} {alias} ON {alias}.run_uuid = r.run_uuid AND {alias}.key = "))
-                        .bind(o.key.as_str());
+                    sql.push(&format!(
+                        " LEFT JOIN {table} {alias} ON {alias}.run_id = r.id AND {alias}.key = "
+                    ))
+                    .bind(o.key.as_str());
                     push_order(&mut terms, &format!("{alias}.value"), o.ascending);
                 }
                 Entity::Attribute => {
@@ -326,15 +327,15 @@ impl Store {
             match c.entity {
                 Entity::Metric => {
                     sql.push(
-                        "r.run_uuid IN (SELECT kv.run_uuid FROM latest_metrics kv WHERE kv.key = ",
+                        "EXISTS (SELECT 1 FROM latest_metrics kv WHERE kv.run_id = r.id AND kv.key = ",
                     )
                     .bind(c.key.as_str())
                     .push(" AND kv.is_nan = 0 AND ");
                     push_comparison(&mut sql, "kv.value", c.op, &c.value)?;
                     sql.push(")");
                 }
-                Entity::Param => push_key_value(&mut sql, "params", "run_uuid", "r.run_uuid", c)?,
-                Entity::Tag => push_key_value(&mut sql, "tags", "run_uuid", "r.run_uuid", c)?,
+                Entity::Param => push_key_value(&mut sql, "params", "run_id", "r.id", c)?,
+                Entity::Tag => push_key_value(&mut sql, "tags", "run_id", "r.id", c)?,
                 Entity::Attribute => {
                     push_comparison(&mut sql, run_attribute_column(&c.key)?, c.op, &c.value)?
                 }
@@ -371,13 +372,26 @@ impl Store {
             .bind(page.offset);
 
         let mut conn = self.read.acquire().await?;
-        let rows = sql.build().fetch_all(&mut *conn).await?;
-        let infos = rows
+        let ids: Vec<i64> = sql
+            .fetch_all(&mut conn)
+            .await?
             .iter()
-            .map(run_info_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_page_token = page::next(page, infos.len(), &print);
-        let items = attach_data(&mut conn, infos).await?;
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let next_page_token = page::next(page, ids.len(), &print);
+        let mut found: HashMap<i64, _> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let mut q = Sql::new("SELECT ");
+            q.push(RUN_COLUMNS)
+                .push(" FROM runs r WHERE r.id IN ")
+                .bind_list(chunk.iter().copied());
+            for row in q.fetch_all(&mut conn).await? {
+                let run = run_from_row(&row)?;
+                found.insert(run.id, run);
+            }
+        }
+        let stored = ids.iter().filter_map(|id| found.remove(id)).collect();
+        let items = attach_data(&mut conn, stored).await?;
         Ok(SearchPage {
             items,
             next_page_token,
@@ -460,7 +474,7 @@ impl Store {
             .bind(page.offset);
 
         let mut conn = self.read.acquire().await?;
-        let rows = sql.build().fetch_all(&mut *conn).await?;
+        let rows = sql.fetch_all(&mut conn).await?;
         let ids: Vec<i64> = rows
             .iter()
             .map(|r| r.try_get("experiment_id"))
@@ -471,7 +485,7 @@ impl Store {
                 "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ",
             );
             q.bind_list(chunk.iter().copied()).push(" ORDER BY key");
-            for r in q.build().fetch_all(&mut *conn).await? {
+            for r in q.fetch_all(&mut conn).await? {
                 tags.entry(r.try_get("experiment_id")?)
                     .or_default()
                     .push(Tag {
@@ -549,7 +563,7 @@ impl Store {
             .bind(page.offset);
 
         let mut conn = self.read.acquire().await?;
-        let rows = sql.build().fetch_all(&mut *conn).await?;
+        let rows = sql.fetch_all(&mut conn).await?;
         let names: Vec<String> = rows
             .iter()
             .map(|r| r.try_get("name"))
@@ -561,7 +575,7 @@ impl Store {
                 Sql::new("SELECT name, key, value FROM registered_model_tags WHERE name IN ");
             q.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY key");
-            for r in q.build().fetch_all(&mut *conn).await? {
+            for r in q.fetch_all(&mut conn).await? {
                 tags.entry(r.try_get("name")?).or_default().push(Tag {
                     key: r.try_get("key")?,
                     value: r.try_get("value")?,
@@ -572,7 +586,7 @@ impl Store {
             );
             q.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY alias");
-            for r in q.build().fetch_all(&mut *conn).await? {
+            for r in q.fetch_all(&mut conn).await? {
                 aliases
                     .entry(r.try_get("name")?)
                     .or_default()
@@ -696,7 +710,7 @@ impl Store {
             .bind(page.offset);
 
         let mut conn = self.read.acquire().await?;
-        let rows = sql.build().fetch_all(&mut *conn).await?;
+        let rows = sql.fetch_all(&mut conn).await?;
         let mut items = rows
             .iter()
             .map(version_from_row)

@@ -1,9 +1,10 @@
 //! A small builder for statements assembled at run time (searches, multi-row inserts): static SQL
 //! fragments plus `$n` placeholders, with every value bound, never interpolated.
 
-use sqlx::AssertSqlSafe;
-use sqlx::any::{Any, AnyArguments};
+use futures_util::TryStreamExt;
+use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::query::Query;
+use sqlx::{AnyConnection, AssertSqlSafe, Executor};
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,13 +95,21 @@ impl Sql {
         &self.text
     }
 
-    /// The statement, ready to execute. It is kept in the connection's prepared-statement cache
-    /// like a static one: its text varies only with the shape of a request (how many rows, which
-    /// filters), never with values, so the same shapes recur and re-preparing them would cost
-    /// more than caching.
-    pub(crate) fn build(self) -> Query<'static, Any, AnyArguments> {
+    /// The statement for the backend of `conn`, ready to execute. On SQLite, placeholders become
+    /// anonymous `?` (binds are in text order): SQLite looks a numbered parameter up by a linear
+    /// scan of the statement's names, which made a 600-value multi-row insert quadratic.
+    ///
+    /// The statement is kept in the connection's prepared-statement cache like a static one: its
+    /// text varies only with the shape of a request (how many rows, which filters), never with
+    /// values, so the same shapes recur and re-preparing them would cost more than caching.
+    fn build(self, conn: &AnyConnection) -> Query<'static, Any, AnyArguments> {
+        let text = if conn.backend_name() == "SQLite" {
+            anonymous_placeholders(&self.text)
+        } else {
+            self.text
+        };
         // Safe: `text` holds only static fragments and placeholders; every value is in `binds`.
-        let mut query = sqlx::query(AssertSqlSafe(self.text));
+        let mut query = sqlx::query(AssertSqlSafe(text));
         for b in self.binds {
             query = match b {
                 Bind::I64(v) => query.bind(v),
@@ -111,6 +120,57 @@ impl Sql {
         }
         query
     }
+
+    /// One text of several statements, `BEGIN; s1; s2; ...; COMMIT`, with their values in order,
+    /// for SQLite, where each statement numbers its placeholders from 1 but binds by position.
+    pub(crate) fn script(statements: Vec<Sql>) -> Sql {
+        let mut script = Sql::new("BEGIN");
+        for s in statements {
+            script.text.push_str("; ");
+            script.text.push_str(&s.text);
+            script.binds.extend(s.binds);
+        }
+        script.text.push_str("; COMMIT");
+        script
+    }
+
+    /// Runs every statement of the text, returning the rows each changed, in order.
+    pub(crate) async fn execute_each(self, conn: &mut AnyConnection) -> sqlx::Result<Vec<u64>> {
+        let query = self.build(conn);
+        conn.execute_many(query)
+            .map_ok(|r| r.rows_affected())
+            .try_collect()
+            .await
+    }
+
+    /// Runs the statement, returning the number of rows it changed.
+    pub(crate) async fn execute(self, conn: &mut AnyConnection) -> sqlx::Result<u64> {
+        let query = self.build(conn);
+        Ok(query.execute(conn).await?.rows_affected())
+    }
+
+    /// Runs the query, returning every row.
+    pub(crate) async fn fetch_all(self, conn: &mut AnyConnection) -> sqlx::Result<Vec<AnyRow>> {
+        let query = self.build(conn);
+        query.fetch_all(conn).await
+    }
+}
+
+/// `$1 ... $n` → `?` (fragments are static SQL without `$`, so every `$` starts a placeholder).
+fn anonymous_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' {
+            out.push('?');
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -122,6 +182,10 @@ mod tests {
         let mut sql = Sql::new("SELECT * FROM t WHERE a = ");
         sql.bind(1i64).push(" AND b IN ").bind_list(["x", "y"]);
         assert_eq!(sql.text(), "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3)");
+        assert_eq!(
+            anonymous_placeholders(sql.text()),
+            "SELECT * FROM t WHERE a = ? AND b IN (?, ?)"
+        );
         assert_eq!(
             sql.binds,
             vec![Bind::I64(1), Bind::from("x"), Bind::from("y")]

@@ -1,13 +1,16 @@
 //! API tokens: random secrets shown once, stored only as their sha256, each carrying a role.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection, Row};
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
@@ -171,7 +174,8 @@ impl Store {
         validate_token_name(name)?;
         let secret = new_secret();
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let row = sqlx::query(
             "INSERT INTO api_tokens (name, role, token_hash, created_at, created_by) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -227,7 +231,8 @@ impl Store {
     /// id. Revoking twice is an error naming the first time.
     #[tracing::instrument(skip(self, actor))]
     pub async fn revoke_token(&self, actor: &Actor, id_or_name: &str) -> Result<ApiToken> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let row = sqlx::query(
             "SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens \
              WHERE name = $1 OR CAST(id AS TEXT) = $1 \
@@ -259,29 +264,88 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.tokens.forget(token.id);
         token.revoked_at = Some(now);
         Ok(token)
     }
 
     /// The holder of `secret`, if it is a token that exists and is not revoked.
+    ///
+    /// Valid tokens are remembered for [`TOKEN_CACHE_TTL`], so most requests skip the database. A
+    /// token revoked through this store stops working at once; one revoked by another process
+    /// (the CLI, another replica) within the TTL.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
         if !secret.starts_with(SECRET_PREFIX) {
             return Ok(None);
         }
+        let hash = hash_secret(secret);
+        if let Some(principal) = self.tokens.get(&hash) {
+            return Ok(Some(principal));
+        }
         let row = sqlx::query(
             "SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
-        .bind(hash_secret(secret))
+        .bind(&hash)
         .fetch_optional(&self.read)
         .await?;
-        row.map(|r| {
-            Ok(Principal {
-                token_id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                role: r.try_get::<String, _>("role")?.parse()?,
+        let principal = row
+            .map(|r| {
+                Ok::<_, Error>(Principal {
+                    token_id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    role: r.try_get::<String, _>("role")?.parse()?,
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        // Only valid tokens are remembered: unknown ones would let anyone fill the cache.
+        if let Some(p) = &principal {
+            self.tokens.remember(hash, p.clone());
+        }
+        Ok(principal)
+    }
+}
+
+/// How long a validated token is trusted without asking the database again.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Recently validated tokens, by the sha256 of their secret.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    entries: Mutex<HashMap<String, (Principal, Instant)>>,
+}
+
+impl TokenCache {
+    /// Most tokens remembered at once; beyond it the cache starts over.
+    const CAPACITY: usize = 10_000;
+
+    fn get(&self, hash: &str) -> Option<Principal> {
+        let entries = self
+            .entries
+            .lock()
+            .expect("token cache lock is never poisoned");
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(p, _)| p.clone())
+    }
+
+    fn remember(&self, hash: String, principal: Principal) {
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("token cache lock is never poisoned");
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(hash, (principal, Instant::now()));
+    }
+
+    fn forget(&self, token_id: i64) {
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("token cache lock is never poisoned");
+        entries.retain(|_, (p, _)| p.token_id != token_id);
     }
 }
 

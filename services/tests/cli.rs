@@ -262,7 +262,17 @@ async fn token_commands_work_beside_a_running_server() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(whoami(&server, &secret).await.status(), 401);
+    // The server trusts a validated token for TOKEN_CACHE_TTL; a revocation by another process
+    // takes effect within it.
+    let revoked = std::time::Instant::now();
+    let limit = refit_registry::tokens::TOKEN_CACHE_TTL + Duration::from_secs(1);
+    while whoami(&server, &secret).await.status() != 401 {
+        assert!(
+            revoked.elapsed() < limit,
+            "the revoked token still works after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let out = refit(dir.path())
         .args(["tokens", "revoke", "alice"])
         .output()
