@@ -100,8 +100,9 @@ CREATE TRIGGER metrics_keep_latest AFTER INSERT ON metrics
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION metrics_keep_latest();
 
--- Datasets known to an experiment, and the edges that make them a run's inputs (MLflow's shape).
-CREATE TABLE datasets (
+-- Datasets known to an experiment as MLflow describes them (name, digest, source), and the edges
+-- that make them a run's inputs (MLflow's shape). refit's own machine-data datasets are elsewhere.
+CREATE TABLE input_datasets (
     dataset_uuid  TEXT    PRIMARY KEY,
     experiment_id BIGINT NOT NULL REFERENCES experiments (experiment_id),
     name          TEXT    NOT NULL,

@@ -93,8 +93,9 @@ BEGIN
             > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value);
 END;
 
--- Datasets known to an experiment, and the edges that make them a run's inputs (MLflow's shape).
-CREATE TABLE datasets (
+-- Datasets known to an experiment as MLflow describes them (name, digest, source), and the edges
+-- that make them a run's inputs (MLflow's shape). refit's own machine-data datasets are elsewhere.
+CREATE TABLE input_datasets (
     dataset_uuid  TEXT    PRIMARY KEY,
     experiment_id INTEGER NOT NULL REFERENCES experiments (experiment_id),
     name          TEXT    NOT NULL,

@@ -389,7 +389,8 @@ async fn configure_sqlite(conn: &mut AnyConnection) -> sqlx::Result<()> {
     conn.execute(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-         PRAGMA case_sensitive_like = ON;",
+         PRAGMA case_sensitive_like = ON; PRAGMA cache_size = -32768; \
+         PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;",
     )
     .await?;
     Ok(())

@@ -9,9 +9,11 @@
 
 pub mod artifacts;
 pub mod audit;
+pub mod datasets;
 pub mod db;
 pub mod error;
 pub mod experiments;
+pub mod ledger;
 pub mod models;
 pub mod page;
 mod run_names;
@@ -20,6 +22,7 @@ pub mod search;
 pub mod search_filter;
 mod sql;
 pub mod tokens;
+pub mod training;
 pub mod validate;
 
 pub use audit::{Actor, AuditEntry};

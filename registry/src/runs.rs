@@ -106,6 +106,16 @@ pub struct Param {
     pub value: String,
 }
 
+impl RunInfo {
+    /// The run's root in refit's artifact store (`<experiment>/<run>/artifacts`), when its
+    /// artifact URI is one refit serves (`mlflow-artifacts:`).
+    pub fn artifact_root(&self) -> Option<String> {
+        self.artifact_uri
+            .strip_prefix("mlflow-artifacts:")
+            .map(|rest| rest.trim_start_matches('/').to_string())
+    }
+}
+
 /// A run's params, latest metrics and tags.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, ToSchema)]
 pub struct RunData {
@@ -317,7 +327,7 @@ pub(crate) async fn attach_data(
             .collect();
         let mut sql = Sql::new(
             "SELECT i.destination_id AS run_uuid, i.input_uuid, d.name, d.digest, d.source_type, \
-             d.source, d.schema, d.profile FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
+             d.source, d.schema, d.profile FROM inputs i JOIN input_datasets d ON d.dataset_uuid = i.source_id \
              WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id IN ",
         );
         sql.bind_list(uuids).push(" ORDER BY d.name, d.digest");
@@ -806,7 +816,7 @@ impl Store {
             // Insert the dataset unless the experiment knows it (waiting for a concurrent writer
             // of the same one), then read back the row that exists either way.
             sqlx::query(
-                "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, \
+                "INSERT INTO input_datasets (dataset_uuid, experiment_id, name, digest, source_type, \
                  source, schema, profile) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (experiment_id, name, digest) DO NOTHING",
             )
@@ -821,7 +831,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let dataset_uuid: String = sqlx::query(
-                "SELECT dataset_uuid FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3",
+                "SELECT dataset_uuid FROM input_datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3",
             )
             .bind(experiment_id)
             .bind(&d.name)

@@ -341,7 +341,7 @@ impl Store {
                 }
                 Entity::Dataset => {
                     sql.push(
-                        "EXISTS (SELECT 1 FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
+                        "EXISTS (SELECT 1 FROM inputs i JOIN input_datasets d ON d.dataset_uuid = i.source_id \
                          LEFT JOIN input_tags it ON it.input_uuid = i.input_uuid AND it.name = 'mlflow.data.context' \
                          WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' \
                          AND i.destination_id = r.run_uuid AND ",

@@ -13,6 +13,13 @@ pub(crate) enum Bind {
     F64(f64),
     Text(String),
     NullText,
+    Bytes(Vec<u8>),
+}
+
+impl From<Vec<u8>> for Bind {
+    fn from(v: Vec<u8>) -> Self {
+        Bind::Bytes(v)
+    }
 }
 
 impl From<i64> for Bind {
@@ -116,6 +123,7 @@ impl Sql {
                 Bind::F64(v) => query.bind(v),
                 Bind::Text(v) => query.bind(v),
                 Bind::NullText => query.bind(None::<String>),
+                Bind::Bytes(v) => query.bind(v),
             };
         }
         query

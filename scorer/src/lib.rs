@@ -1,8 +1,13 @@
-//! refit's scorer: applies the champion model to incoming machine records, hot-swaps it on
-//! promotion, and watches for drift. The `Model` trait lives here so that the trainer evaluates a
-//! candidate through the same code that will serve it.
+//! refit's scorer: the [`Model`] trait and refit's native model format. The trainer evaluates a
+//! candidate through this same code, so what was measured at training is what will serve.
 //!
-//! Empty until the scorer issue lands; the crate exists now to fix the dependency direction
-//! `services → trainer → scorer → registry`.
+//! The streaming pipeline, champion hot swap, ONNX models and drift arrive with the scorer issue.
 
+pub mod frame;
+pub mod model;
+pub mod native;
+
+pub use frame::{FeatureColumn, FeatureFrame};
+pub use model::{Model, ModelError, ModelInfo, Predictions, Task};
+pub use native::NativeModel;
 pub use refit_registry as registry;

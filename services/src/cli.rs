@@ -1,4 +1,4 @@
-//! The `refit` command line: `serve`, `migrate`, `tokens create|list|revoke`.
+//! The `refit` command line: `serve`, `migrate`, `tokens create|list|revoke`, `datasets import`.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,7 @@ use refit_registry::Actor;
 use refit_registry::tokens::Role;
 
 use crate::config::{Config, Overrides};
+use crate::import::{self, ImportArgs};
 use crate::startup::{self, Application};
 
 /// refit: machine-learning in production on machine data — registry, scheduled retraining,
@@ -36,6 +37,26 @@ pub enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Manage machine-data datasets (works while the server runs).
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
+    },
+}
+
+/// Dataset management.
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Load a CSV file of readings into a dataset, creating the dataset if it is missing.
+    ///
+    /// Each row becomes a reading: --entity names the machine column, --time the event-time
+    /// column, the other columns are features or labels. Rows go through the same validation as
+    /// the HTTP API and are stored idempotently: a reading whose machine and time are already
+    /// stored is a duplicate and changes nothing, so running the same import again is safe.
+    /// Empty cells are missing values. The whole file is checked first: a line with the wrong
+    /// number of fields stops the import before any row is stored.
+    #[command(after_help = import::EXIT_STATUS_HELP)]
+    Import(ImportArgs),
 }
 
 /// Token management.
@@ -91,6 +112,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let store = startup::open_store(&config).await?;
             let actor = Actor::new(format!("cli:{}", whoami()));
             let result = tokens(&store, &actor, command).await;
+            store.close().await;
+            result
+        }
+        Command::Datasets { command } => {
+            let store = startup::open_store(&config).await?;
+            let actor = Actor::new(format!("cli:{}", whoami()));
+            let result = match command {
+                DatasetsCommand::Import(args) => import::run(&store, &actor, args).await,
+            };
             store.close().await;
             result
         }

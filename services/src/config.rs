@@ -32,6 +32,10 @@ pub struct Overrides {
     /// Log filter, e.g. `info` or `info,refit_registry=debug`.
     #[arg(long, env = "REFIT_LOG", global = true)]
     pub log: Option<String>,
+    /// Seconds a training's lease lasts without renewal: how soon a crashed process's training
+    /// is marked failed and its spec freed.
+    #[arg(long, env = "REFIT_TRAINING_LEASE_SECS", global = true)]
+    pub training_lease_secs: Option<u64>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are refused.
@@ -45,6 +49,7 @@ pub struct FileConfig {
     max_artifact_size: Option<Size>,
     db_max_connections: Option<u32>,
     log: Option<String>,
+    training_lease_secs: Option<u64>,
 }
 
 /// A size in bytes, written as an integer or a string such as `"16MiB"`.
@@ -111,6 +116,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Log filter (default `info`).
     pub log: String,
+    /// Seconds a training lease lasts without renewal (default 60).
+    pub training_lease_secs: u64,
 }
 
 impl Config {
@@ -125,6 +132,7 @@ impl Config {
             max_artifact_size: DEFAULT_MAX_ARTIFACT,
             db_max_connections: 8,
             log: "warn".into(),
+            training_lease_secs: 60,
         }
     }
 
@@ -172,10 +180,17 @@ impl Config {
                 .clone()
                 .or(from_file.log)
                 .unwrap_or_else(|| "info".into()),
+            training_lease_secs: over
+                .training_lease_secs
+                .or(from_file.training_lease_secs)
+                .unwrap_or(60),
             data_dir,
         };
         if config.max_body_size < 1024 {
             bail!("max_body_size must be at least 1KiB");
+        }
+        if config.training_lease_secs == 0 {
+            bail!("training_lease_secs must be at least 1");
         }
         if config.db_max_connections == 0 {
             bail!("db_max_connections must be at least 1");

@@ -4,10 +4,13 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use refit_registry::tokens::Role;
 use refit_registry::{Actor, Store, StoreOptions};
+use refit_trainer::scheduler::Scheduler;
+use refit_trainer::trainer::Trainer;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -33,10 +36,16 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let trainer = Trainer::new(store.clone(), process_name())
+            .with_lease_ttl(Duration::from_secs(config.training_lease_secs));
+        let scheduler = Scheduler::start(trainer)
+            .await
+            .context("starting the training scheduler")?;
         let state = AppState {
             store,
             config: Arc::new(config),
             metrics: Default::default(),
+            scheduler,
         };
         Ok(Application {
             listener,
@@ -63,10 +72,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let scheduler = self.state.scheduler.clone();
         axum::serve(self.listener, http::app(self.state))
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
+        // A training still running is abandoned: its job is marked failed when its lease expires
+        // (or at the next start), and the champion is untouched until a training completes.
+        scheduler.shutdown().await;
         store.close().await;
         tracing::info!("stopped; database closed");
         Ok(())
@@ -134,6 +147,18 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// A name for this process in training leases: host, process id and a random suffix.
+fn process_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        &refit_registry::db::new_id()[..8]
+    )
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

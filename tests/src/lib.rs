@@ -91,6 +91,8 @@ pub struct TestApp {
     pub store: Store,
     /// The bootstrap admin token.
     pub admin_token: String,
+    /// The database it runs on.
+    pub database_url: String,
     /// An HTTP client.
     pub client: reqwest::Client,
     /// The data directory.
@@ -103,16 +105,32 @@ pub struct TestApp {
 pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = fresh_database_url(db, dir.path()).await;
-    let mut config = Config::for_tests(&dir.path().join("data"), Some(url));
+    start_app(dir, url, None, adjust).await
+}
+
+/// Starts a second application on `first`'s database (another process, as far as training leases
+/// and schedules go), sharing its admin token.
+pub async fn spawn_app_beside(first: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = first.database_url.clone();
+    start_app(dir, url, Some(first.admin_token.clone()), adjust).await
+}
+
+async fn start_app(
+    dir: tempfile::TempDir,
+    url: String,
+    admin_token: Option<String>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = Config::for_tests(&dir.path().join("data"), Some(url.clone()));
     adjust(&mut config);
     let app = Application::build(config)
         .await
         .expect("building the application");
     let address = format!("http://{}", app.local_addr());
     let store = app.state().store.clone();
-    let admin_token = app
-        .bootstrap_token
-        .clone()
+    let admin_token = admin_token
+        .or_else(|| app.bootstrap_token.clone())
         .expect("a fresh database gets an admin token");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -126,6 +144,7 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
         address,
         store,
         admin_token,
+        database_url: url,
         client: reqwest::Client::new(),
         dir,
         shutdown: Some(tx),

@@ -258,7 +258,7 @@ async fn one_dataset_logged_by_many_runs_at_once(db: Db) {
             .unwrap()
             .unwrap_or_else(|e| panic!("log_inputs failed: {e:?}"));
     }
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM datasets").await, 1);
+    assert_eq!(t.count("SELECT COUNT(*) AS n FROM input_datasets").await, 1);
     assert_eq!(
         t.count("SELECT COUNT(*) AS n FROM inputs").await,
         WRITERS as i64

@@ -369,7 +369,7 @@ async fn delete_restore_and_writes_to_deleted_runs(db: Db) {
     audit.none().await;
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 0);
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM params").await, 0);
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM datasets").await, 0);
+    assert_eq!(t.count("SELECT COUNT(*) AS n FROM input_datasets").await, 0);
 
     t.store.restore_run(&alice(), &id).await.unwrap();
     audit.one("runs.restore", &target).await;
@@ -906,7 +906,7 @@ async fn log_inputs_is_idempotent(db: Db) {
         .log_inputs(&alice(), &other, std::slice::from_ref(&train))
         .await
         .unwrap();
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM datasets").await, 2);
+    assert_eq!(t.count("SELECT COUNT(*) AS n FROM input_datasets").await, 2);
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM inputs").await, 3);
     assert_eq!(
         t.store.get_run(&other).await.unwrap().inputs.dataset_inputs,

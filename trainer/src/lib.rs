@@ -1,7 +1,16 @@
-//! refit's trainer: snapshots of machine-data history, fitting, evaluation, the promotion gate,
-//! and schedules.
-//!
-//! Empty until the trainer issue lands; the crate exists now to fix the dependency direction
-//! `services → trainer → scorer → registry`.
+//! refit's trainer: retrains models from training specs on snapshots of machine-data history —
+//! time-ordered splits, grid search, evaluation exactly as scikit-learn defines its metrics, the
+//! promotion gate and its ledger — and schedules it.
 
 pub use refit_scorer as scorer;
+
+pub mod algorithms;
+pub mod evaluate;
+pub mod fit;
+pub mod gate;
+pub mod metrics;
+pub mod prepare;
+pub mod scheduler;
+pub mod spec;
+pub mod trainer;
+pub mod trees;

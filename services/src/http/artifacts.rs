@@ -52,15 +52,12 @@ pub struct ArtifactListing {
 
 /// The run's root inside refit's artifact store, from its artifact URI.
 pub fn run_root(run: &Run) -> Result<String, ApiError> {
-    let uri = &run.info.artifact_uri;
-    uri.strip_prefix("mlflow-artifacts:")
-        .map(|rest| rest.trim_start_matches('/').to_string())
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "run {} keeps its artifacts at '{uri}', which refit does not serve",
-                run.info.run_id
-            ))
-        })
+    run.info.artifact_root().ok_or_else(|| {
+        ApiError::invalid(format!(
+            "run {} keeps its artifacts at '{}', which refit does not serve",
+            run.info.run_id, run.info.artifact_uri
+        ))
+    })
 }
 
 /// A temporary file removed when dropped, so an aborted upload leaves nothing behind.

@@ -24,20 +24,37 @@ pub enum Permission {
     ReadAudit,
     /// Create, list and revoke API tokens.
     ManageTokens,
+    /// Read datasets, their snapshots, rows and dead letters.
+    ReadData,
+    /// Create datasets, change their schema and retention, take snapshots.
+    WriteData,
+    /// Send readings and labels.
+    Ingest,
+    /// Create and change training specs; start trainings.
+    WriteSpecs,
+    /// Read specs, jobs and the promotion ledger.
+    ReadTraining,
+    /// Approve or reject pending promotions, roll back, pin.
+    Operate,
 }
 
 impl Permission {
     /// Whether `role` has this permission. The README's role matrix is this function.
     pub fn allows(self, role: Role) -> bool {
-        use Permission::*;
-        use Role::*;
+        use Role::{Admin, Consumer, Operator, Scientist};
         match self {
-            ReadExperiments => matches!(role, Admin | Scientist | Operator),
-            WriteExperiments => matches!(role, Admin | Scientist),
-            ReadModels => matches!(role, Admin | Scientist | Operator | Consumer),
-            WriteModels => matches!(role, Admin | Scientist),
-            ReadAudit => matches!(role, Admin | Operator),
-            ManageTokens => matches!(role, Admin),
+            Permission::ReadExperiments => matches!(role, Admin | Scientist | Operator),
+            Permission::WriteExperiments => matches!(role, Admin | Scientist),
+            Permission::ReadModels => matches!(role, Admin | Scientist | Operator | Consumer),
+            Permission::WriteModels => matches!(role, Admin | Scientist),
+            Permission::ReadAudit => matches!(role, Admin | Operator),
+            Permission::ManageTokens => matches!(role, Admin),
+            Permission::ReadData => matches!(role, Admin | Scientist | Operator),
+            Permission::WriteData => matches!(role, Admin | Scientist),
+            Permission::Ingest => matches!(role, Admin | Role::Ingest),
+            Permission::WriteSpecs => matches!(role, Admin | Scientist),
+            Permission::ReadTraining => matches!(role, Admin | Scientist | Operator),
+            Permission::Operate => matches!(role, Admin | Operator),
         }
     }
 }
@@ -70,7 +87,13 @@ pub mod can {
         ReadModels,
         WriteModels,
         ReadAudit,
-        ManageTokens
+        ManageTokens,
+        ReadData,
+        WriteData,
+        Ingest,
+        WriteSpecs,
+        ReadTraining,
+        Operate
     );
 }
 
@@ -161,11 +184,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_admins_manage_tokens_and_ingest_reads_nothing_here() {
+    fn only_admins_manage_tokens_and_ingest_only_sends_data() {
         for role in Role::ALL {
             assert_eq!(Permission::ManageTokens.allows(role), role == Role::Admin);
+            assert_eq!(
+                Permission::Ingest.allows(role),
+                matches!(role, Role::Admin | Role::Ingest)
+            );
             if role == Role::Ingest {
                 for p in [
+                    Permission::ReadData,
+                    Permission::WriteData,
                     Permission::ReadExperiments,
                     Permission::WriteExperiments,
                     Permission::ReadModels,

@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod auth;
+pub mod datasets;
 pub mod error;
 pub mod experiments;
 pub mod extract;
@@ -11,6 +12,7 @@ pub mod models;
 pub mod runs;
 pub mod state;
 pub mod tokens;
+pub mod training;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -34,6 +36,9 @@ pub use state::AppState;
         (name = "runs", description = "Runs: params, metrics, tags, inputs"),
         (name = "artifacts", description = "Files of runs, content-addressed"),
         (name = "models", description = "Registered models, versions, aliases"),
+        (name = "datasets", description = "Machine-data history: schemas, ingest, snapshots"),
+        (name = "training", description = "Training specs and jobs"),
+        (name = "promotions", description = "The promotion ledger and operators' actions"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The audit log"),
     )
@@ -63,7 +68,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(runs::router())
                 .merge(artifacts::router())
                 .merge(models::router())
-                .merge(tokens::router()),
+                .merge(tokens::router())
+                .merge(datasets::router())
+                .merge(training::router()),
         )
         .split_for_parts();
     // axum writes wildcards as `{*path}`; OpenAPI path templates have no such syntax.

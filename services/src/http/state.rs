@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use refit_registry::Store;
+use refit_trainer::scheduler::Scheduler;
 
 use crate::config::Config;
 use crate::http::metrics::HttpMetrics;
@@ -16,4 +17,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Request counters and latency histograms for `/metrics`.
     pub metrics: Arc<HttpMetrics>,
+    /// The training loop: schedules, triggers and the job worker.
+    pub scheduler: Scheduler,
 }

@@ -1,0 +1,413 @@
+//! Storing readings and labels: validation, idempotency on (dataset, machine_id, ts) with first
+//! write winning, and dead letters for what is refused — all of a request in one transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use sqlx::{AnyConnection, Connection, Row};
+use utoipa::ToSchema;
+
+use super::record::{self, Reading, RecordParser, Rejection, Value};
+use super::schema::{ENTITY_KEY, Schema, TIME_KEY};
+use super::{Dataset, load_dataset};
+use crate::audit::{self, Actor};
+use crate::db::{Store, now_ms};
+use crate::error::{Error, Result};
+use crate::sql::Sql;
+
+/// Most records in one ingest request.
+pub const MAX_BATCH: usize = 100_000;
+/// How far in the future an event time may be (clock skew allowance): one day.
+pub const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
+/// Rows per INSERT statement: 4 values each stays under SQLite's 32,766 bound values.
+const ROWS_PER_STATEMENT: usize = 8000;
+/// Batches at least this large are parsed on two threads.
+const PARALLEL_PARSE: usize = 2000;
+
+/// A stored reading's schema version and the canonical encoding of its labels, if any.
+type StoredReading = (i64, Option<Vec<u8>>);
+
+/// What happened to a batch of records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IngestReport {
+    /// Newly stored records (or labels).
+    pub accepted: usize,
+    /// Records for a (machine_id, ts) already stored; the stored row is unchanged.
+    pub duplicates: usize,
+    /// Records refused, with the field and reason; also kept in the dead-letter table.
+    pub rejected: Vec<Rejection>,
+}
+
+/// A parsed batch: the raw text of each refused record (for its dead letter), the valid readings
+/// with their positions in the request, and the refusals.
+type ParsedBatch = (Vec<String>, Vec<(usize, Reading)>, Vec<Rejection>);
+
+/// Parses a batch on a blocking thread (validation of large batches is CPU work).
+async fn parse_batch(
+    dataset: &Dataset,
+    body: String,
+    ndjson: bool,
+    labels_only: bool,
+) -> Result<ParsedBatch> {
+    let schema = dataset.schema.clone();
+    let max_ts = now_ms() + MAX_FUTURE_MS;
+    tokio::task::spawn_blocking(move || {
+        let parts = record::split_body(&body, ndjson).map_err(Error::invalid)?;
+        if parts.len() > MAX_BATCH {
+            return Err(Error::invalid(format!(
+                "a batch may hold at most {MAX_BATCH} records, got {}",
+                parts.len()
+            )));
+        }
+        let parser = RecordParser::new(&schema, max_ts, labels_only);
+        let parse = |parts: &[(usize, &str)]| {
+            let mut readings = Vec::with_capacity(parts.len());
+            let mut rejected = Vec::new();
+            let mut raws = Vec::new();
+            for &(i, part) in parts {
+                match parser.parse(i, part) {
+                    Ok(r) => readings.push((i, r)),
+                    Err(e) => {
+                        raws.push(part.chars().take(4096).collect::<String>());
+                        rejected.push(e);
+                    }
+                }
+            }
+            (raws, readings, rejected)
+        };
+        // Large batches are parsed on two threads: parsing is most of an ingest's CPU work.
+        if parts.len() < PARALLEL_PARSE {
+            return Ok(parse(&parts));
+        }
+        let (first, second) = parts.split_at(parts.len() / 2);
+        let ((mut raws, mut readings, mut rejected), (raws2, readings2, rejected2)) =
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| parse(second));
+                let mine = parse(first);
+                (
+                    mine,
+                    other.join().expect("the parser thread does not panic"),
+                )
+            });
+        raws.extend(raws2);
+        readings.extend(readings2);
+        rejected.extend(rejected2);
+        Ok((raws, readings, rejected))
+    })
+    .await
+    .map_err(|e| Error::Integrity(format!("record parser failed: {e}")))?
+}
+
+/// Reserves `n` sequence numbers of a dataset; returns the first.
+async fn reserve_seq(conn: &mut AnyConnection, dataset_id: i64, n: usize) -> Result<i64> {
+    Ok(sqlx::query("UPDATE datasets SET next_seq = next_seq + $1 WHERE id = $2 RETURNING next_seq - $1 AS first")
+        .bind(n as i64)
+        .bind(dataset_id)
+        .fetch_one(conn)
+        .await?
+        .try_get("first")?)
+}
+
+async fn store_dead_letters(
+    conn: &mut AnyConnection,
+    dataset_id: i64,
+    source: &str,
+    rejected: &[Rejection],
+    raws: &[String],
+) -> Result<()> {
+    let now = now_ms();
+    for (chunk, raw_chunk) in rejected.chunks(1000).zip(raws.chunks(1000)) {
+        let mut sql = Sql::new(
+            "INSERT INTO dead_letters (dataset_id, received_at, source, record_index, field, reason, raw) VALUES ",
+        );
+        for (i, (r, raw)) in chunk.iter().zip(raw_chunk).enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(dataset_id)
+                .push(", ")
+                .bind(now)
+                .push(", ")
+                .bind(source)
+                .push(", ")
+                .bind(r.index as i64)
+                .push(", ")
+                .bind(r.field.as_deref())
+                .push(", ")
+                .bind(r.reason.as_str())
+                .push(", ")
+                .bind(raw.as_str())
+                .push(")");
+        }
+        sql.execute(conn).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Stores a batch of readings (a JSON array, or NDJSON when `ndjson`) for the dataset named
+    /// `name`: valid records are stored unless their (machine_id, ts) is already stored (then they
+    /// count as duplicates and change nothing), invalid ones go to the dead-letter table and are
+    /// listed in the report. Labels sent with a new reading are stored with it.
+    #[tracing::instrument(skip(self, actor, body), fields(bytes = body.len()))]
+    pub async fn ingest_records(
+        &self,
+        actor: &Actor,
+        name: &str,
+        body: String,
+        ndjson: bool,
+        source: &str,
+    ) -> Result<IngestReport> {
+        let dataset = self.get_dataset(name).await?;
+        let (raws, readings, rejected) = parse_batch(&dataset, body, ndjson, false).await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let first_seq = reserve_seq(&mut tx, dataset.id, readings.len()).await?;
+        let mut accepted = 0usize;
+        let with_labels = readings.iter().any(|(_, r)| r.labels.is_some());
+        let mut stored: HashSet<(String, i64)> = HashSet::new();
+        for (c, chunk) in readings.chunks(ROWS_PER_STATEMENT).enumerate() {
+            // The dataset and schema version are bound once per statement, not per row.
+            let mut sql = Sql::new(
+                "INSERT INTO records (dataset_id, machine_id, ts, seq, schema_version, features) SELECT ",
+            );
+            sql.bind(dataset.id)
+                .push(", column1, column2, column3, ")
+                .bind(dataset.schema_version)
+                .push(", column4 FROM (VALUES ");
+            for (i, (_, r)) in chunk.iter().enumerate() {
+                let mut features = Vec::with_capacity(r.features.len() * 9);
+                record::encode(&r.features, &mut features);
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(r.machine_id.as_str())
+                    .push(", ")
+                    .bind(r.ts)
+                    .push(", ")
+                    .bind(first_seq + (c * ROWS_PER_STATEMENT + i) as i64)
+                    .push(", ")
+                    .bind(features)
+                    .push(")");
+            }
+            // `WHERE true`: SQLite needs a WHERE before ON CONFLICT in an INSERT ... SELECT.
+            sql.push(") AS v WHERE true");
+            sql.push(" ON CONFLICT (dataset_id, machine_id, ts) DO NOTHING");
+            if with_labels {
+                // Only readings actually stored get their labels: a duplicate changes nothing.
+                sql.push(" RETURNING machine_id, ts");
+                for row in sql.fetch_all(&mut tx).await? {
+                    stored.insert((row.try_get("machine_id")?, row.try_get("ts")?));
+                }
+                accepted = stored.len();
+            } else {
+                accepted += sql.execute(&mut tx).await? as usize;
+            }
+        }
+        if with_labels {
+            // A key sent twice in one batch was stored from its first record (the insert keeps
+            // the first of conflicting rows), so only that record's labels belong to it.
+            let labelled: Vec<(i64, &Reading)> = readings
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, r))| {
+                    stored.remove(&(r.machine_id.clone(), r.ts)) && r.labels.is_some()
+                })
+                .map(|(i, (_, r))| (first_seq + i as i64, r))
+                .collect();
+            insert_labels(&mut tx, dataset.id, dataset.schema_version, &labelled).await?;
+        }
+        store_dead_letters(&mut tx, dataset.id, source, &rejected, &raws).await?;
+        let duplicates = readings.len() - accepted;
+        audit::record(
+            &mut tx,
+            actor,
+            "datasets.ingest",
+            &format!("dataset:{name}"),
+            Some(&format!(
+                "{accepted} accepted, {duplicates} duplicates, {} rejected",
+                rejected.len()
+            )),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(IngestReport {
+            accepted,
+            duplicates,
+            rejected,
+        })
+    }
+
+    /// Stores labels for readings already stored, keyed by (machine_id, ts). A label equal to the
+    /// stored one counts as a duplicate; a different one, or one for a reading that does not
+    /// exist, is refused (dead letter).
+    #[tracing::instrument(skip(self, actor, body), fields(bytes = body.len()))]
+    pub async fn ingest_labels(
+        &self,
+        actor: &Actor,
+        name: &str,
+        body: String,
+        ndjson: bool,
+    ) -> Result<IngestReport> {
+        let dataset = self.get_dataset(name).await?;
+        let (mut raws, readings, mut rejected) = parse_batch(&dataset, body, ndjson, true).await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let dataset = load_dataset(&mut tx, name).await?;
+        // What is stored for these keys: the reading's schema version and any labels.
+        let mut existing: HashMap<(String, i64), StoredReading> = HashMap::new();
+        for chunk in readings.chunks(2000) {
+            let mut sql = Sql::new(
+                "SELECT r.machine_id, r.ts, r.schema_version, l.labels FROM records r \
+                 LEFT JOIN record_labels l ON l.dataset_id = r.dataset_id AND l.machine_id = r.machine_id AND l.ts = r.ts \
+                 WHERE r.dataset_id = ",
+            );
+            sql.bind(dataset.id)
+                .push(" AND (r.machine_id, r.ts) IN (VALUES ");
+            for (i, (_, r)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(r.machine_id.as_str())
+                    .push(", ")
+                    .bind(r.ts)
+                    .push(")");
+            }
+            sql.push(")");
+            for row in sql.fetch_all(&mut tx).await? {
+                existing.insert(
+                    (row.try_get("machine_id")?, row.try_get("ts")?),
+                    (row.try_get("schema_version")?, row.try_get("labels")?),
+                );
+            }
+        }
+        let mut new = Vec::new();
+        let mut duplicates = 0;
+        // Labels taken from this batch so far, by key: a later one for the same reading is a
+        // duplicate if equal and refused if not, as if the first had been stored already.
+        let mut taken: HashMap<(String, i64), Vec<u8>> = HashMap::new();
+        let mut buf = Vec::new();
+        for (index, reading) in &readings {
+            let labels = reading
+                .labels
+                .as_ref()
+                .expect("the labels parser requires labels");
+            let key = (reading.machine_id.clone(), reading.ts);
+            let refuse = |reason: String| Rejection {
+                index: *index,
+                field: None,
+                reason,
+            };
+            let refusal = match existing.get(&key) {
+                None => Some(refuse(format!(
+                    "no reading for machine_id '{}' at {}",
+                    reading.machine_id,
+                    record::format_time(reading.ts)
+                ))),
+                Some((version, _)) if *version != dataset.schema_version => Some(refuse(format!(
+                    "the reading was stored under schema version {version}; labels follow version {}",
+                    dataset.schema_version
+                ))),
+                Some((_, stored)) => {
+                    buf.clear();
+                    record::encode(labels, &mut buf);
+                    match stored.as_ref().or_else(|| taken.get(&key)) {
+                        Some(earlier) if *earlier == buf => {
+                            duplicates += 1;
+                            None
+                        }
+                        Some(_) => Some(refuse(
+                            "labels for this reading are already stored with other values".into(),
+                        )),
+                        None => {
+                            taken.insert(key, buf.clone());
+                            new.push(reading);
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(r) = refusal {
+                raws.push(labels_json(reading, &dataset.schema));
+                rejected.push(r);
+            }
+        }
+        let first_seq = reserve_seq(&mut tx, dataset.id, new.len()).await?;
+        let numbered: Vec<(i64, &Reading)> = new
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (first_seq + i as i64, *r))
+            .collect();
+        insert_labels(&mut tx, dataset.id, dataset.schema_version, &numbered).await?;
+        // Keep the rejections in request order.
+        let mut order: Vec<usize> = (0..rejected.len()).collect();
+        order.sort_by_key(|&i| rejected[i].index);
+        let rejected: Vec<Rejection> = order.iter().map(|&i| rejected[i].clone()).collect();
+        let raws: Vec<String> = order.iter().map(|&i| raws[i].clone()).collect();
+        store_dead_letters(&mut tx, dataset.id, "labels", &rejected, &raws).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "datasets.ingest_labels",
+            &format!("dataset:{name}"),
+            Some(&format!(
+                "{} accepted, {duplicates} duplicates, {} rejected",
+                new.len(),
+                rejected.len()
+            )),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(IngestReport {
+            accepted: new.len(),
+            duplicates,
+            rejected,
+        })
+    }
+}
+
+/// A parsed labels record as JSON, for its dead letter: the key and every label value refused.
+fn labels_json(reading: &Reading, schema: &Schema) -> String {
+    let mut object = serde_json::Map::new();
+    object.insert(ENTITY_KEY.into(), reading.machine_id.clone().into());
+    object.insert(TIME_KEY.into(), reading.ts.into());
+    let labels = reading.labels.as_deref().unwrap_or(&[]);
+    for (column, value) in schema.labels.iter().zip(labels) {
+        let value = match value {
+            Value::Missing => serde_json::Value::Null,
+            Value::Number(x) => (*x).into(),
+            Value::Text(t) => t.clone().into(),
+        };
+        object.insert(column.name.clone(), value);
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+/// Inserts labels (with their sequence numbers) for readings known to exist and be unlabelled.
+async fn insert_labels(
+    conn: &mut AnyConnection,
+    dataset_id: i64,
+    schema_version: i64,
+    labelled: &[(i64, &Reading)],
+) -> Result<()> {
+    let mut buf = Vec::with_capacity(64);
+    for chunk in labelled.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = Sql::new(
+            "INSERT INTO record_labels (dataset_id, machine_id, ts, seq, schema_version, labels) VALUES ",
+        );
+        for (i, (seq, r)) in chunk.iter().enumerate() {
+            buf.clear();
+            record::encode(r.labels.as_deref().unwrap_or(&[]), &mut buf);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(dataset_id)
+                .push(", ")
+                .bind(r.machine_id.as_str())
+                .push(", ")
+                .bind(r.ts)
+                .push(", ")
+                .bind(*seq)
+                .push(", ")
+                .bind(schema_version)
+                .push(", ")
+                .bind(buf.clone())
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (dataset_id, machine_id, ts) DO NOTHING");
+        sql.execute(conn).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,699 @@
+//! Records as sent (JSON objects keyed by column name, plus `machine_id` and `ts`), their
+//! validation against a schema, and the canonical binary encoding they are stored and hashed in.
+//!
+//! Canonical encoding of a row's values, in schema order, one after another:
+//! - missing: byte `0x00`
+//! - number:  byte `0x01`, then the IEEE-754 f64 in little-endian order (8 bytes)
+//! - text:    byte `0x02`, then the UTF-8 length as u32 little-endian, then the bytes
+//!
+//! Equal values always encode to equal bytes, so a digest over encodings identifies content.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::schema::{ColumnKind, ENTITY_KEY, Schema, TIME_KEY};
+
+/// A value of one column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// No value (JSON `null` or absent).
+    Missing,
+    /// A finite number.
+    Number(f64),
+    /// A category.
+    Text(String),
+}
+
+/// One validated reading, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// The machine (entity key).
+    pub machine_id: String,
+    /// Event time, ms since the Unix epoch.
+    pub ts: i64,
+    /// Feature values in schema order.
+    pub features: Vec<Value>,
+    /// Label values in schema order, if the record carried any label.
+    pub labels: Option<Vec<Value>>,
+}
+
+/// Why a record was refused: which field, and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Rejection {
+    /// Position of the record in the request (0-based; the line number minus one for NDJSON).
+    pub index: usize,
+    /// The offending field, when one is to blame.
+    pub field: Option<String>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Longest accepted `machine_id`.
+pub const MAX_MACHINE_ID: usize = 256;
+/// Longest accepted categorical value.
+pub const MAX_TEXT: usize = 1024;
+
+/// Which column a record field fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Machine,
+    Time,
+    Feature(usize),
+    Label(usize),
+}
+
+/// Parses and validates records against one schema version.
+pub struct RecordParser<'s> {
+    schema: &'s Schema,
+    slots: HashMap<&'s str, Slot>,
+    /// Every field in the usual order (`machine_id`, `ts`, features, labels): senders mostly keep
+    /// it, so the next field is checked first and the hash map is the fallback.
+    order: Vec<(&'s str, Slot)>,
+    /// Latest accepted event time, ms since the Unix epoch.
+    max_ts: i64,
+    /// Whether labels must be present (the labels endpoint) or are optional (readings).
+    labels_only: bool,
+}
+
+/// A JSON value of any type, classified while parsing so that a wrong type is reported per field
+/// instead of failing the whole request.
+#[derive(Debug)]
+enum Raw {
+    Null,
+    Bool,
+    Number(f64),
+    Integer(i64),
+    Text(String),
+    Nested,
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Raw, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Raw;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Raw, E> {
+                Ok(Raw::Bool)
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw::Integer(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+                Ok(i64::try_from(v)
+                    .map(Raw::Integer)
+                    .unwrap_or(Raw::Number(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw::Number(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw::Text(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+                Ok(Raw::Text(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Raw, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Raw::Nested)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Raw, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Raw::Nested)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The fields of one record, by slot, as parsed.
+struct Fields {
+    machine: Option<Raw>,
+    time: Option<Raw>,
+    features: Vec<Option<Raw>>,
+    labels: Vec<Option<Raw>>,
+    unknown: Option<String>,
+    repeated: Option<String>,
+}
+
+struct RecordSeed<'p, 's>(&'p RecordParser<'s>);
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
+    type Value = Fields;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let schema = self.0.schema;
+        let mut fields = Fields {
+            machine: None,
+            time: None,
+            features: (0..schema.features.len()).map(|_| None).collect(),
+            labels: (0..schema.labels.len()).map(|_| None).collect(),
+            unknown: None,
+            repeated: None,
+        };
+        let mut next = 0;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let slot = match self.0.order.get(next) {
+                Some((name, slot)) if *name == key.as_ref() => Some(*slot),
+                _ => self.0.slots.get(key.as_ref()).copied(),
+            };
+            if let Some(slot) = slot {
+                next = self.0.position(slot) + 1;
+            }
+            let target = match slot.as_ref() {
+                Some(Slot::Machine) => &mut fields.machine,
+                Some(Slot::Time) => &mut fields.time,
+                Some(Slot::Feature(i)) => &mut fields.features[*i],
+                Some(Slot::Label(i)) => &mut fields.labels[*i],
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                    fields.unknown.get_or_insert_with(|| key.into_owned());
+                    continue;
+                }
+            };
+            let value = map.next_value::<Raw>()?;
+            if target.replace(value).is_some() {
+                fields.repeated.get_or_insert_with(|| key.into_owned());
+            }
+        }
+        Ok(fields)
+    }
+}
+
+impl<'s> RecordParser<'s> {
+    /// Where `slot` is in the usual field order.
+    fn position(&self, slot: Slot) -> usize {
+        let features = if self.labels_only {
+            0
+        } else {
+            self.schema.features.len()
+        };
+        match slot {
+            Slot::Machine => 0,
+            Slot::Time => 1,
+            Slot::Feature(i) => 2 + i,
+            Slot::Label(i) => 2 + features + i,
+        }
+    }
+
+    /// A parser for records of `schema` whose event time may be at most `max_ts`. With
+    /// `labels_only`, records carry labels (and no features) for readings already stored.
+    pub fn new(schema: &'s Schema, max_ts: i64, labels_only: bool) -> Self {
+        let mut slots = HashMap::with_capacity(schema.features.len() + schema.labels.len() + 2);
+        slots.insert(ENTITY_KEY, Slot::Machine);
+        slots.insert(TIME_KEY, Slot::Time);
+        if !labels_only {
+            for (i, c) in schema.features.iter().enumerate() {
+                slots.insert(c.name.as_str(), Slot::Feature(i));
+            }
+        }
+        for (i, c) in schema.labels.iter().enumerate() {
+            slots.insert(c.name.as_str(), Slot::Label(i));
+        }
+        let mut order: Vec<(&str, Slot)> =
+            vec![(ENTITY_KEY, Slot::Machine), (TIME_KEY, Slot::Time)];
+        if !labels_only {
+            order.extend(
+                schema
+                    .features
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.as_str(), Slot::Feature(i))),
+            );
+        }
+        order.extend(
+            schema
+                .labels
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.as_str(), Slot::Label(i))),
+        );
+        RecordParser {
+            schema,
+            slots,
+            order,
+            max_ts,
+            labels_only,
+        }
+    }
+
+    /// Parses and validates one record's JSON text.
+    pub fn parse(&self, index: usize, json: &str) -> Result<Reading, Rejection> {
+        let reject = |field: Option<&str>, reason: String| Rejection {
+            index,
+            field: field.map(str::to_string),
+            reason,
+        };
+        let mut de = serde_json::Deserializer::from_str(json);
+        let fields = RecordSeed(self)
+            .deserialize(&mut de)
+            .and_then(|f| de.end().map(|()| f))
+            .map_err(|e| reject(None, format!("not a JSON object: {e}")))?;
+        if let Some(key) = fields.unknown {
+            let what = if self.labels_only && self.schema.feature(&key).is_some() {
+                "is a feature; send readings to the records endpoint"
+            } else {
+                "is not a column of the dataset's schema"
+            };
+            return Err(reject(Some(&key), format!("unknown field: '{key}' {what}")));
+        }
+        if let Some(key) = fields.repeated {
+            return Err(reject(Some(&key), format!("field '{key}' appears twice")));
+        }
+        let machine_id = match fields.machine {
+            Some(Raw::Text(s))
+                if !s.is_empty()
+                    && s.len() <= MAX_MACHINE_ID
+                    && !s.chars().any(char::is_control) =>
+            {
+                s
+            }
+            Some(Raw::Integer(n)) => n.to_string(),
+            Some(Raw::Text(_)) => {
+                return Err(reject(
+                    Some(ENTITY_KEY),
+                    format!(
+                        "machine_id must be 1-{MAX_MACHINE_ID} characters without control characters"
+                    ),
+                ));
+            }
+            None | Some(Raw::Null) => {
+                return Err(reject(Some(ENTITY_KEY), "missing machine_id".into()));
+            }
+            Some(_) => {
+                return Err(reject(
+                    Some(ENTITY_KEY),
+                    "machine_id must be a string".into(),
+                ));
+            }
+        };
+        let ts = match fields.time {
+            None | Some(Raw::Null) => return Err(reject(Some(TIME_KEY), "missing ts".into())),
+            Some(raw) => parse_time(&raw).map_err(|reason| reject(Some(TIME_KEY), reason))?,
+        };
+        if ts > self.max_ts {
+            return Err(reject(
+                Some(TIME_KEY),
+                format!("ts {} is too far in the future", format_time(ts)),
+            ));
+        }
+        let mut features = Vec::with_capacity(self.schema.features.len());
+        if !self.labels_only {
+            for (raw, column) in fields.features.into_iter().zip(&self.schema.features) {
+                let value = convert(raw, column.kind)
+                    .map_err(|reason| reject(Some(&column.name), reason))?;
+                if value == Value::Missing && !column.nullable {
+                    return Err(reject(
+                        Some(&column.name),
+                        format!("missing value for '{}'", column.name),
+                    ));
+                }
+                features.push(value);
+            }
+        }
+        let has_labels = fields
+            .labels
+            .iter()
+            .any(|l| l.as_ref().is_some_and(|r| !matches!(r, Raw::Null)));
+        let labels = if has_labels {
+            let mut labels = Vec::with_capacity(self.schema.labels.len());
+            for (raw, column) in fields.labels.into_iter().zip(&self.schema.labels) {
+                labels.push(
+                    convert(raw, column.kind)
+                        .map_err(|reason| reject(Some(&column.name), reason))?,
+                );
+            }
+            Some(labels)
+        } else if self.labels_only {
+            return Err(reject(None, "the record carries no label value".into()));
+        } else {
+            None
+        };
+        Ok(Reading {
+            machine_id,
+            ts,
+            features,
+            labels,
+        })
+    }
+}
+
+fn convert(raw: Option<Raw>, kind: ColumnKind) -> Result<Value, String> {
+    match (raw, kind) {
+        (None | Some(Raw::Null), _) => Ok(Value::Missing),
+        (Some(Raw::Integer(n)), ColumnKind::Numeric) => Ok(Value::Number(n as f64)),
+        (Some(Raw::Number(x)), ColumnKind::Numeric) if x.is_finite() => Ok(Value::Number(x)),
+        (Some(Raw::Number(_)), ColumnKind::Numeric) => Err("numbers must be finite".into()),
+        (Some(Raw::Text(s)), ColumnKind::Numeric) => Err(format!(
+            "expected a number, got the string {:?}",
+            s.chars().take(40).collect::<String>()
+        )),
+        (Some(Raw::Text(s)), ColumnKind::Categorical) if s.len() <= MAX_TEXT => Ok(Value::Text(s)),
+        (Some(Raw::Text(_)), ColumnKind::Categorical) => {
+            Err(format!("categories are at most {MAX_TEXT} bytes"))
+        }
+        (Some(Raw::Integer(n)), ColumnKind::Categorical) => Ok(Value::Text(n.to_string())),
+        (Some(Raw::Number(_)), ColumnKind::Categorical) => {
+            Err("expected a string category, got a number".into())
+        }
+        (Some(Raw::Bool), _) => Err("expected a number or string, got a boolean".into()),
+        (Some(Raw::Nested), _) => Err("expected a number or string, got an array or object".into()),
+    }
+}
+
+/// Event times: an integer (ms since the Unix epoch) or an RFC 3339 string.
+fn parse_time(raw: &Raw) -> Result<i64, String> {
+    match raw {
+        Raw::Integer(ms) if *ms >= 0 => Ok(*ms),
+        Raw::Integer(_) => Err("ts must not be before 1970-01-01".into()),
+        Raw::Text(s) => parse_rfc3339(s),
+        _ => Err(
+            "ts must be an RFC 3339 string or an integer number of milliseconds since 1970-01-01"
+                .into(),
+        ),
+    }
+}
+
+/// Parses an RFC 3339 time (e.g. `2024-05-01T12:00:00Z`) to ms since the Unix epoch.
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
+        format!(
+            "ts {:?} is not an RFC 3339 time ({e})",
+            s.chars().take(40).collect::<String>()
+        )
+    })?;
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    if ms < 0 {
+        return Err("ts must not be before 1970-01-01".into());
+    }
+    i64::try_from(ms).map_err(|_| "ts is out of range".to_string())
+}
+
+/// Deserializes an optional time given as ms since the Unix epoch or an RFC 3339 string.
+pub fn deserialize_time_opt<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Option::<Raw>::deserialize(d)? {
+        None | Some(Raw::Null) => Ok(None),
+        Some(raw) => parse_time(&raw).map(Some).map_err(de::Error::custom),
+    }
+}
+
+/// Formats ms since the Unix epoch as RFC 3339 (UTC, milliseconds).
+pub fn format_time(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Appends the canonical encoding of `values` to `out`.
+pub fn encode(values: &[Value], out: &mut Vec<u8>) {
+    for v in values {
+        match v {
+            Value::Missing => out.push(0),
+            Value::Number(x) => {
+                out.push(1);
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Value::Text(s) => {
+                out.push(2);
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+}
+
+/// Decodes `n` values from a canonical encoding.
+pub fn decode(mut bytes: &[u8], n: usize) -> Result<Vec<Value>, String> {
+    let mut values = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (&tag, rest) = bytes.split_first().ok_or("encoding ends early")?;
+        bytes = rest;
+        values.push(match tag {
+            0 => Value::Missing,
+            1 => {
+                let (num, rest) = bytes
+                    .split_at_checked(8)
+                    .ok_or("encoding ends inside a number")?;
+                bytes = rest;
+                Value::Number(f64::from_le_bytes(num.try_into().expect("8 bytes")))
+            }
+            2 => {
+                let (len, rest) = bytes
+                    .split_at_checked(4)
+                    .ok_or("encoding ends inside a length")?;
+                let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+                let (text, rest) = rest
+                    .split_at_checked(len)
+                    .ok_or("encoding ends inside a text")?;
+                bytes = rest;
+                Value::Text(String::from_utf8(text.to_vec()).map_err(|_| "text is not UTF-8")?)
+            }
+            other => return Err(format!("unknown value tag {other}")),
+        });
+    }
+    if !bytes.is_empty() {
+        return Err("encoding has trailing bytes".into());
+    }
+    Ok(values)
+}
+
+/// Splits a request body into records: a JSON array of objects, or newline-delimited JSON (one
+/// object per line; blank lines are skipped). Returns each record's position (see
+/// [`Rejection::index`]: blank lines count) and JSON text; a malformed array is an error for the
+/// whole body, a malformed NDJSON line only for its record.
+pub fn split_body(body: &str, ndjson: bool) -> Result<Vec<(usize, &str)>, String> {
+    if ndjson {
+        return Ok(body
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .collect());
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(body)
+        .map_err(|e| format!("the body is not a JSON array of records: {e}"))?;
+    Ok(items.into_iter().map(RawValue::get).enumerate().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasets::schema::Column;
+
+    fn schema() -> Schema {
+        Schema {
+            features: vec![
+                Column {
+                    name: "temp".into(),
+                    kind: ColumnKind::Numeric,
+                    nullable: false,
+                },
+                Column {
+                    name: "Type".into(),
+                    kind: ColumnKind::Categorical,
+                    nullable: false,
+                },
+                Column {
+                    name: "wear".into(),
+                    kind: ColumnKind::Numeric,
+                    nullable: true,
+                },
+            ],
+            labels: vec![Column {
+                name: "failure".into(),
+                kind: ColumnKind::Numeric,
+                nullable: true,
+            }],
+        }
+    }
+
+    const FUTURE: i64 = 4_000_000_000_000;
+
+    #[test]
+    fn valid_records_parse_with_either_time_form() {
+        let s = schema();
+        let p = RecordParser::new(&s, FUTURE, false);
+        let r = p
+            .parse(
+                0,
+                r#"{"machine_id":"M1","ts":"2024-01-01T00:00:01Z","temp":300.5,"Type":"L"}"#,
+            )
+            .unwrap();
+        assert_eq!(r.machine_id, "M1");
+        assert_eq!(r.ts, 1_704_067_201_000);
+        assert_eq!(
+            r.features,
+            vec![
+                Value::Number(300.5),
+                Value::Text("L".into()),
+                Value::Missing
+            ]
+        );
+        assert_eq!(r.labels, None);
+        let r = p
+            .parse(
+                1,
+                r#"{"machine_id":"M1","ts":5,"temp":1,"Type":"H","wear":null,"failure":1}"#,
+            )
+            .unwrap();
+        assert_eq!(r.ts, 5);
+        assert_eq!(r.labels, Some(vec![Value::Number(1.0)]));
+    }
+
+    #[test]
+    fn each_bad_input_names_its_field() {
+        let s = schema();
+        let p = RecordParser::new(&s, FUTURE, false);
+        let cases = [
+            (
+                r#"{"ts":1,"temp":1,"Type":"L"}"#,
+                Some("machine_id"),
+                "missing machine_id",
+            ),
+            (
+                r#"{"machine_id":"m","temp":1,"Type":"L"}"#,
+                Some("ts"),
+                "missing ts",
+            ),
+            (
+                r#"{"machine_id":"m","ts":"yesterday","temp":1,"Type":"L"}"#,
+                Some("ts"),
+                "not an RFC 3339 time",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1.5,"temp":1,"Type":"L"}"#,
+                Some("ts"),
+                "RFC 3339 string or an integer",
+            ),
+            (
+                r#"{"machine_id":"m","ts":4000000000001,"temp":1,"Type":"L"}"#,
+                Some("ts"),
+                "too far in the future",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1,"temp":"hot","Type":"L"}"#,
+                Some("temp"),
+                "expected a number",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1,"temp":"NaN","Type":"L"}"#,
+                Some("temp"),
+                "expected a number",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1,"Type":"L"}"#,
+                Some("temp"),
+                "missing value for 'temp'",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1,"temp":1,"Type":2.5}"#,
+                Some("Type"),
+                "expected a string category",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1,"temp":1,"Type":"L","speed":3}"#,
+                Some("speed"),
+                "unknown field",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1,"temp":1,"temp":2,"Type":"L"}"#,
+                Some("temp"),
+                "appears twice",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1,"temp":[1],"Type":"L"}"#,
+                Some("temp"),
+                "array or object",
+            ),
+            (r#"[1,2]"#, None, "not a JSON object"),
+            (
+                r#"{"machine_id":"m","ts":1,"temp":1,"Type":"L"} x"#,
+                None,
+                "not a JSON object",
+            ),
+        ];
+        for (json, field, reason) in cases {
+            let err = p.parse(7, json).unwrap_err();
+            assert_eq!(err.index, 7);
+            assert_eq!(err.field.as_deref(), field, "{json}: {err:?}");
+            assert!(err.reason.contains(reason), "{json}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn labels_endpoint_takes_labels_only() {
+        let s = schema();
+        let p = RecordParser::new(&s, FUTURE, true);
+        let r = p
+            .parse(0, r#"{"machine_id":"m","ts":1,"failure":0}"#)
+            .unwrap();
+        assert_eq!(r.labels, Some(vec![Value::Number(0.0)]));
+        let err = p
+            .parse(0, r#"{"machine_id":"m","ts":1,"temp":3}"#)
+            .unwrap_err();
+        assert!(err.reason.contains("is a feature"), "{err:?}");
+        let err = p.parse(0, r#"{"machine_id":"m","ts":1}"#).unwrap_err();
+        assert!(err.reason.contains("no label value"), "{err:?}");
+    }
+
+    #[test]
+    fn encoding_round_trips_and_is_canonical() {
+        let values = vec![
+            Value::Number(-0.5),
+            Value::Missing,
+            Value::Text("héllo".into()),
+            Value::Number(1e300),
+        ];
+        let mut a = Vec::new();
+        encode(&values, &mut a);
+        assert_eq!(decode(&a, 4).unwrap(), values);
+        let mut b = Vec::new();
+        encode(&values.clone(), &mut b);
+        assert_eq!(a, b);
+        assert!(decode(&a, 5).is_err());
+        assert!(decode(&a[..a.len() - 1], 4).is_err());
+    }
+
+    #[test]
+    fn bodies_split_as_array_or_ndjson() {
+        assert_eq!(
+            split_body(r#"[{"a":1}, {"b":2}]"#, false).unwrap(),
+            vec![(0, r#"{"a":1}"#), (1, r#"{"b":2}"#)]
+        );
+        assert!(split_body(r#"[{"a":1}"#, false).is_err());
+        assert_eq!(
+            split_body("{\"a\":1}\n\n{bad\n", true).unwrap(),
+            vec![(0, "{\"a\":1}"), (2, "{bad")]
+        );
+        assert_eq!(format_time(1_704_067_201_000), "2024-01-01T00:00:01Z");
+        assert_eq!(
+            parse_rfc3339("2024-01-01T01:00:01+01:00").unwrap(),
+            1_704_067_201_000
+        );
+    }
+}
