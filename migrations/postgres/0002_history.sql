@@ -21,11 +21,15 @@ CREATE TABLE dataset_schemas (
     PRIMARY KEY (dataset_id, version)
 );
 
+-- The two hot tables carry no foreign key to datasets: a per-row check costs a third of
+-- PostgreSQL's ingest throughput, datasets are never deleted, and every insert takes its
+-- dataset_id from the datasets row it has just locked (to reserve sequence numbers).
+--
 -- One reading per machine and time. machine_id compares bytewise ("C"), as on SQLite, so the
 -- (machine_id, ts) order a snapshot digest is computed in is the same on both databases. `features` is the canonical encoding of the feature values in
 -- the order of the row's schema version (see registry/src/datasets/record.rs).
 CREATE TABLE records (
-    dataset_id     BIGINT NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+    dataset_id     BIGINT NOT NULL,  -- no REFERENCES: see the note above
     machine_id     TEXT    COLLATE "C" NOT NULL,
     ts             BIGINT NOT NULL,
     seq            BIGINT NOT NULL,
@@ -36,7 +40,7 @@ CREATE TABLE records (
 
 -- Labels, which may arrive after their reading; first write wins.
 CREATE TABLE record_labels (
-    dataset_id     BIGINT NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+    dataset_id     BIGINT NOT NULL,  -- no REFERENCES: see records
     machine_id     TEXT    COLLATE "C" NOT NULL,
     ts             BIGINT NOT NULL,
     seq            BIGINT NOT NULL,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{AnyPool, Connection, Row};
+use sqlx::{AnyPool, Row};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use utoipa::ToSchema;
 

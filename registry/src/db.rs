@@ -87,7 +87,7 @@ pub(crate) struct HeldWriter {
 }
 
 /// A connection to write on, held until dropped. Start a transaction with
-/// `sqlx::Connection::begin(&mut *conn)`, or run a short one with [`WriteConnection::transaction`].
+/// [`WriteConnection::begin`], or run a short one with [`WriteConnection::transaction`].
 pub(crate) enum WriteConnection {
     Pooled(PoolConnection<Any>),
     Held(OwnedMutexGuard<HeldWriter>),
@@ -114,6 +114,17 @@ impl DerefMut for WriteConnection {
 }
 
 impl WriteConnection {
+    /// Starts a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
+    /// waiting up to the busy timeout: a deferred transaction that reads and then writes fails
+    /// at once with "database is locked" if another process (a CLI command beside the server)
+    /// committed in between.
+    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>> {
+        Ok(match self {
+            WriteConnection::Pooled(conn) => conn.begin().await?,
+            WriteConnection::Held(_) => (**self).begin_with("BEGIN IMMEDIATE").await?,
+        })
+    }
+
     /// Runs `statements` as one transaction, all or nothing, and returns how many rows each
     /// changed.
     ///

@@ -129,10 +129,10 @@ impl Sql {
         query
     }
 
-    /// One text of several statements, `BEGIN; s1; s2; ...; COMMIT`, with their values in order,
+    /// One text of several statements, `BEGIN IMMEDIATE; s1; s2; ...; COMMIT`, with their values in order,
     /// for SQLite, where each statement numbers its placeholders from 1 but binds by position.
     pub(crate) fn script(statements: Vec<Sql>) -> Sql {
-        let mut script = Sql::new("BEGIN");
+        let mut script = Sql::new("BEGIN IMMEDIATE");
         for s in statements {
             script.text.push_str("; ");
             script.text.push_str(&s.text);

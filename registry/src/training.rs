@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
@@ -118,6 +118,8 @@ pub struct Job {
     pub finished_at: Option<i64>,
     /// The process running it.
     pub owner: Option<String>,
+    /// The job's parent run (the candidate's), once created.
+    pub run_id: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
     /// Summary of the outcome (runs, candidate, decision).
@@ -147,8 +149,8 @@ fn spec_from_row(row: &AnyRow) -> Result<StoredSpec> {
 }
 
 const JOB_SELECT: &str = "SELECT j.id, j.spec_id, s.name AS spec, j.trigger, j.trigger_detail, j.status, j.stage, \
-     j.progress_done, j.progress_total, j.created_at, j.created_by, j.started_at, j.finished_at, j.owner, j.error, \
-     j.result FROM training_jobs j JOIN training_specs s ON s.id = j.spec_id";
+     j.progress_done, j.progress_total, j.created_at, j.created_by, j.started_at, j.finished_at, j.owner, j.run_id, \
+     j.error, j.result FROM training_jobs j JOIN training_specs s ON s.id = j.spec_id";
 
 fn job_from_row(row: &AnyRow) -> Result<Job> {
     let result: Option<String> = row.try_get("result")?;
@@ -167,6 +169,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         owner: row.try_get("owner")?,
+        run_id: row.try_get("run_id")?,
         error: row.try_get("error")?,
         result: result
             .map(|r| serde_json::from_str(&r))
@@ -445,29 +448,52 @@ impl Store {
         .map(|r| Ok((r.try_get("id")?, r.try_get("spec_id")?)))
         .collect::<Result<_>>()?;
         for (job_id, spec_id) in queued {
-            if !self
-                .try_lease_spec(spec_id, owner, Some(job_id), ttl_ms)
-                .await?
-            {
-                continue;
+            if let Some(job) = self.claim_queued(job_id, spec_id, owner, ttl_ms).await? {
+                return Ok(Some(job));
             }
-            let mut conn = self.writer().await?;
-            let claimed = sqlx::query(
-                "UPDATE training_jobs SET status = 'running', owner = $1, started_at = $2, stage = 'starting' \
-                 WHERE id = $3 AND status = 'queued'",
-            )
-            .bind(owner)
-            .bind(now_ms())
-            .bind(job_id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            drop(conn);
-            if claimed == 1 {
-                return Ok(Some(self.get_job(job_id).await?));
-            }
-            self.release_spec_lease(spec_id, owner).await?;
         }
+        Ok(None)
+    }
+
+    /// Takes job `id` if it is still queued and this process can lease its spec, and marks it
+    /// running; `None` if it is not queued or another process holds the spec.
+    pub async fn claim_job(&self, id: i64, owner: &str, ttl_ms: i64) -> Result<Option<Job>> {
+        let job = self.get_job(id).await?;
+        if job.status != JobStatus::Queued {
+            return Ok(None);
+        }
+        self.claim_queued(job.id, job.spec_id, owner, ttl_ms).await
+    }
+
+    async fn claim_queued(
+        &self,
+        job_id: i64,
+        spec_id: i64,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<Job>> {
+        if !self
+            .try_lease_spec(spec_id, owner, Some(job_id), ttl_ms)
+            .await?
+        {
+            return Ok(None);
+        }
+        let mut conn = self.writer().await?;
+        let claimed = sqlx::query(
+            "UPDATE training_jobs SET status = 'running', owner = $1, started_at = $2, stage = 'starting' \
+             WHERE id = $3 AND status = 'queued'",
+        )
+        .bind(owner)
+        .bind(now_ms())
+        .bind(job_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        drop(conn);
+        if claimed == 1 {
+            return Ok(Some(self.get_job(job_id).await?));
+        }
+        self.release_spec_lease(spec_id, owner).await?;
         Ok(None)
     }
 

@@ -1,4 +1,5 @@
-//! The `refit` command line: `serve`, `migrate`, `tokens create|list|revoke`, `datasets import`.
+//! The `refit` command line: `serve`, `migrate`, `tokens create|list|revoke`, `datasets import`,
+//! `specs apply|list|show`, `train`, `jobs show`.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use refit_registry::tokens::Role;
 use crate::config::{Config, Overrides};
 use crate::import::{self, ImportArgs};
 use crate::startup::{self, Application};
+use crate::training::{self, JobsCommand, SpecsCommand, TrainArgs};
 
 /// refit: machine-learning in production on machine data — registry, scheduled retraining,
 /// promotion gate, streaming scorer and drift, in one binary.
@@ -41,6 +43,18 @@ pub enum Command {
     Datasets {
         #[command(subcommand)]
         command: DatasetsCommand,
+    },
+    /// Manage training specs (works while the server runs).
+    Specs {
+        #[command(subcommand)]
+        command: SpecsCommand,
+    },
+    /// Queue a training of a spec and print the job's id; `--wait` follows it to the decision.
+    Train(TrainArgs),
+    /// Look at training jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
     },
 }
 
@@ -121,6 +135,26 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let result = match command {
                 DatasetsCommand::Import(args) => import::run(&store, &actor, args).await,
             };
+            store.close().await;
+            result
+        }
+        Command::Specs { command } => {
+            let store = startup::open_store(&config).await?;
+            let actor = Actor::new(format!("cli:{}", whoami()));
+            let result = training::specs(&store, &actor, command).await;
+            store.close().await;
+            result
+        }
+        Command::Train(args) => {
+            let store = startup::open_store(&config).await?;
+            let actor = Actor::new(format!("cli:{}", whoami()));
+            let result = training::train(&store, &actor, &config, args).await;
+            store.close().await;
+            result
+        }
+        Command::Jobs { command } => {
+            let store = startup::open_store(&config).await?;
+            let result = training::jobs(&store, command).await;
             store.close().await;
             result
         }

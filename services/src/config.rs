@@ -36,6 +36,9 @@ pub struct Overrides {
     /// is marked failed and its spec freed.
     #[arg(long, env = "REFIT_TRAINING_LEASE_SECS", global = true)]
     pub training_lease_secs: Option<u64>,
+    /// Seconds between automatic prunes of each dataset with retention_days (0: only on request).
+    #[arg(long, env = "REFIT_RETENTION_INTERVAL_SECS", global = true)]
+    pub retention_interval_secs: Option<u64>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are refused.
@@ -50,6 +53,7 @@ pub struct FileConfig {
     db_max_connections: Option<u32>,
     log: Option<String>,
     training_lease_secs: Option<u64>,
+    retention_interval_secs: Option<u64>,
 }
 
 /// A size in bytes, written as an integer or a string such as `"16MiB"`.
@@ -118,6 +122,8 @@ pub struct Config {
     pub log: String,
     /// Seconds a training lease lasts without renewal (default 60).
     pub training_lease_secs: u64,
+    /// Seconds between automatic prunes of each dataset with retention (default 3600; 0: never).
+    pub retention_interval_secs: u64,
 }
 
 impl Config {
@@ -133,6 +139,7 @@ impl Config {
             db_max_connections: 8,
             log: "warn".into(),
             training_lease_secs: 60,
+            retention_interval_secs: 3600,
         }
     }
 
@@ -184,6 +191,10 @@ impl Config {
                 .training_lease_secs
                 .or(from_file.training_lease_secs)
                 .unwrap_or(60),
+            retention_interval_secs: over
+                .retention_interval_secs
+                .or(from_file.retention_interval_secs)
+                .unwrap_or(3600),
             data_dir,
         };
         if config.max_body_size < 1024 {
@@ -244,6 +255,7 @@ mod tests {
 
         let c = Config::load(None, &Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.retention_interval_secs, 3600);
         assert_eq!(c.data_dir, PathBuf::from("refit-data"));
     }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod import;
 pub mod startup;
+pub mod training;
 
 pub use config::Config;
 pub use startup::Application;

@@ -38,7 +38,9 @@ impl Application {
             .with_context(|| format!("binding {}", config.listen))?;
         let trainer = Trainer::new(store.clone(), process_name())
             .with_lease_ttl(Duration::from_secs(config.training_lease_secs));
-        let scheduler = Scheduler::start(trainer)
+        let retention_every = (config.retention_interval_secs > 0)
+            .then(|| Duration::from_secs(config.retention_interval_secs));
+        let scheduler = Scheduler::start(trainer, retention_every)
             .await
             .context("starting the training scheduler")?;
         let state = AppState {
@@ -150,7 +152,7 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// A name for this process in training leases: host, process id and a random suffix.
-fn process_name() -> String {
+pub(crate) fn process_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());

@@ -1,95 +1,14 @@
 //! The `refit` binary as a process: first start, configuration precedence, token commands,
 //! migrations, and shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_refit");
+mod common;
 
-/// `refit` with a clean environment (no REFIT_* or DATABASE_URL from the caller).
-fn refit(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).env("REFIT_LOG", "info");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("REFIT_") && key != "REFIT_LOG" || key == "DATABASE_URL" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-/// A running `refit serve`, with what it printed so far.
-struct Server {
-    child: Child,
-    address: String,
-    stdout: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Server {
-    /// Starts `cmd` (a `serve` command) and waits for it to report its address.
-    fn start(mut cmd: Command) -> Server {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning refit");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let address = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("refit reports that it is serving within 30 s");
-            if let Some(rest) = line.split("address=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // stdout holds only the bootstrap message, printed (line-buffered) before the address is
-        // logged.
-        let out = child.stdout.take().unwrap();
-        let (otx, orx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if otx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        std::thread::sleep(Duration::from_millis(100));
-        let stdout = orx.try_iter().collect::<Vec<_>>().join("\n");
-        Server {
-            child,
-            address,
-            stdout,
-            stderr: rx,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// Sends SIGTERM and returns the exit status and the rest of stderr.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        let rest: Vec<String> = self.stderr.try_iter().collect();
-        (exit, rest.join("\n"))
-    }
-}
+use common::{Server, refit};
 
 fn serve_cmd(dir: &Path) -> Command {
     let mut cmd = refit(dir);

@@ -2,77 +2,31 @@
 //! training, then started again, fails the interrupted job (and its runs) once the lease expires,
 //! keeps the champion it had, and trains again normally.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_refit");
-const AI4I: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/ai4i2020.csv");
+mod common;
 
-/// `refit` in `dir` (data dir `dir/refit-data`, SQLite) with a clean environment.
-fn refit(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).env("REFIT_LOG", "info");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("REFIT_") && key != "REFIT_LOG" || key == "DATABASE_URL" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use common::{AI4I, refit};
 
 /// A running `refit serve --training-lease-secs 2`.
 struct Server {
-    child: Child,
-    address: String,
+    process: common::Server,
     client: reqwest::Client,
     token: String,
 }
 
 impl Server {
     fn start(dir: &Path) -> Server {
-        let mut child = refit(dir)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--training-lease-secs",
-                "2",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning refit");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let address = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("refit reports that it is serving within 30 s");
-            if let Some(rest) = line.split("address=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let process = common::Server::serve(dir, &["--training-lease-secs", "2"]);
         let token = std::fs::read_to_string(dir.join("refit-data/admin-token"))
             .unwrap()
             .trim()
             .to_string();
         Server {
-            child,
-            address,
+            process,
             client: reqwest::Client::new(),
             token,
         }
@@ -82,7 +36,7 @@ impl Server {
     async fn call(&self, method: reqwest::Method, path: &str, body: Value, status: u16) -> Value {
         let mut request = self
             .client
-            .request(method, format!("http://{}/api/v1{path}", self.address))
+            .request(method, self.process.url(&format!("/api/v1{path}")))
             .bearer_auth(&self.token);
         if !body.is_null() {
             request = request.json(&body);
@@ -154,23 +108,12 @@ impl Server {
         found["runs"].as_array().unwrap().clone()
     }
 
-    /// SIGKILL: no shutdown, no cleanup.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn kill(self) {
+        self.process.kill();
     }
 
-    /// SIGTERM, and a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(self.child.wait().unwrap().success());
+    fn stop(self) {
+        self.process.stop();
     }
 }
 

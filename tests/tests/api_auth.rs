@@ -51,7 +51,7 @@ const EVERYONE: &[Role] = &[Admin, Scientist, Operator, Consumer, Ingest];
 #[rustfmt::skip]
 fn matrix() -> Vec<Operation> {
     use Body::{Bytes, Json, None};
-    let rows: [(&str, &str, &[Role], Body); 78] = [
+    let rows: [(&str, &str, &[Role], Body); 79] = [
         ("GET",    "/api/v1/experiments",                                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/{experiment_id}",                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/by-name/{name}",                   READ_RUNS,   None),
@@ -79,6 +79,7 @@ fn matrix() -> Vec<Operation> {
         ("GET",    "/api/v1/datasets/{name}/snapshots/{id}/rows",          READ_DATA,   None),
         ("POST",   "/api/v1/datasets",                                     WRITE,       Json(r#"{"name": "another", "features": [{"name": "x", "kind": "numeric"}]}"#)),
         ("PATCH",  "/api/v1/datasets/{name}",                              WRITE,       Json(r#"{"retention_days": 30}"#)),
+        ("POST",   "/api/v1/datasets/{name}/prune",                        WRITE,       Json(r#"{"force": false}"#)),
         ("PUT",    "/api/v1/datasets/{name}/schema",                       WRITE,       Json(r#"{"features": [{"name": "x", "kind": "numeric"}], "labels": [{"name": "y", "kind": "numeric"}]}"#)),
         ("POST",   "/api/v1/datasets/{name}/snapshots",                    WRITE,       Json("{}")),
         ("POST",   "/api/v1/datasets/{name}/records",                      INGEST,      Json(r#"[{"machine_id": "m2", "ts": 2000, "x": 1}]"#)),

@@ -25,6 +25,7 @@ on_both_databases!(
     new_readings_start_a_training_once_there_are_enough,
     bad_specs_are_refused_naming_the_field,
     unusable_data_fails_or_is_rejected_without_a_champion,
+    a_failing_fit_fails_its_grid_run,
 );
 
 const FEATURES: [&str; 6] = [
@@ -236,6 +237,8 @@ impl<'a> Crew<'a> {
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["stage"], "succeeded");
         assert_eq!(job["error"], Value::Null);
+        assert!(job["run_id"].is_string(), "{job}");
+        assert_eq!(job["run_id"], job["result"]["run_id"]);
         job["result"].clone()
     }
 
@@ -1450,6 +1453,84 @@ async fn unusable_data_fails_or_is_rejected_without_a_champion(db: Db) {
             .all(|e| e["decision"] == "rejected"),
         "{ledger}"
     );
+    app.stop().await;
+}
+
+/// A grid point whose fit fails (Gaussian naive Bayes without smoothing on a constant feature)
+/// fails the job, and leaves its run — and the job's — failed with an end time, not running.
+async fn a_failing_fit_fails_its_grid_run(db: Db) {
+    let app = spawn_app(db).await;
+    let crew = Crew::new(&app).await;
+    crew.alice
+        .call(
+            Method::POST,
+            "/api/v1/datasets",
+            json!({"name": "flat",
+                   "features": [{"name": "x", "kind": "numeric"}, {"name": "c", "kind": "numeric"}],
+                   "labels": [{"name": "y", "kind": "numeric"}]}),
+            201,
+        )
+        .await;
+    let rows: Vec<Value> = (0..100)
+        .map(|i| json!({"machine_id": "m1", "ts": 1_000_000 + i * 1000, "x": i, "c": 1.0, "y": i % 2}))
+        .collect();
+    let report = crew
+        .gateway
+        .call(
+            Method::POST,
+            "/api/v1/datasets/flat/records",
+            json!(rows),
+            200,
+        )
+        .await;
+    assert_eq!(report["accepted"], 100);
+    crew.create_spec(&json!({
+        "name": "flat-nb", "dataset": "flat", "task": "binary", "target": "y",
+        "features": ["x", "c"], "algorithm": "gaussian_nb", "params": {"var_smoothing": 0.0},
+    }))
+    .await;
+    let job = crew.train("flat-nb").await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.starts_with("fitting failed: "), "{error}");
+    assert!(error.contains("column 1 has zero variance"), "{error}");
+    let parent = job["run_id"].as_str().expect("the job names its run");
+
+    let experiment = crew.alice.get("/api/v1/experiments/by-name/flat-nb").await;
+    let found = crew
+        .alice
+        .post(
+            "/api/v1/runs/search",
+            json!({"experiment_ids": [experiment["experiment_id"]],
+                   "filter": format!("tags.\"refit.job\" = '{}'", job["id"])}),
+        )
+        .await;
+    let runs = found["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let mut roles = BTreeSet::new();
+    for run in runs {
+        let role = tag(&run["data"]["tags"], "refit.role").unwrap();
+        roles.insert(role.to_string());
+        if role == "grid" {
+            assert_eq!(
+                tag(&run["data"]["tags"], "mlflow.parentRunId"),
+                Some(parent)
+            );
+        } else {
+            assert_eq!(run["info"]["run_id"], parent);
+        }
+        assert_eq!(run["info"]["status"], "FAILED", "{run}");
+        assert!(
+            run["info"]["end_time"].as_i64().unwrap()
+                >= run["info"]["start_time"].as_i64().unwrap(),
+            "{run}"
+        );
+    }
+    assert_eq!(
+        roles,
+        BTreeSet::from(["candidate".to_string(), "grid".to_string()])
+    );
+    assert_eq!(crew.alias("flat-nb", "champion").await, None);
     app.stop().await;
 }
 

@@ -754,7 +754,11 @@ async fn bad_records_are_rejected_one_by_one(db: Db) {
             Some("temp"),
             "expected a number or string, got a boolean",
         ),
-        (4, Some("temp"), "expected a number, got the string \"NaN\""),
+        (
+            4,
+            Some("temp"),
+            "which does not accept missing values (NaN counts as missing)",
+        ),
         (5, Some("ts"), "ts \"last tuesday\" is not an RFC 3339 time"),
         (6, Some("ts"), "is too far in the future"),
         (7, Some("machine_id"), "missing machine_id"),
@@ -1937,7 +1941,89 @@ async fn large_snapshots_are_read_in_chunks(db: Db) {
     assert_report(&ingest_ndjson(&t.store, "big", &body).await, 0, 12_000, &[]);
 }
 
+/// Batches larger than one INSERT statement, with inline and late labels, keys repeated within
+/// the batch (after the first statement's rows) and keys already stored.
+async fn large_labelled_batches_span_statements(db: Db) {
+    let t = fresh(db).await;
+    let schema = Schema {
+        features: vec![numeric("x")],
+        labels: vec![numeric("y")],
+    };
+    t.store
+        .create_dataset(&alice(), "big", &schema, None)
+        .await
+        .unwrap();
+    let line = |m: &str, k: i64, x: f64, y: Option<f64>| match y {
+        Some(y) => format!(
+            "{{\"machine_id\":\"{m}\",\"ts\":{},\"x\":{x},\"y\":{y}}}\n",
+            T0 + k
+        ),
+        None => format!("{{\"machine_id\":\"{m}\",\"ts\":{},\"x\":{x}}}\n", T0 + k),
+    };
+    // Machine A stored first, unlabelled: 0..3000.
+    let mut first = String::new();
+    for k in 0..3_000 {
+        first.push_str(&line("A", k, k as f64, None));
+    }
+    assert_report(&ingest_ndjson(&t.store, "big", &first).await, 3_000, 0, &[]);
+    // 12,000 labelled records: A 2000..5000 (1000 already stored) and B 0..9000, then B 8500
+    // again with other values (a duplicate in the batch: the first record wins).
+    let mut body = String::new();
+    let mut expected = Vec::new();
+    for k in 0..3_000 {
+        expected.push(row("A", T0 + k, vec![n(k as f64)], None));
+    }
+    for k in 2_000..5_000 {
+        body.push_str(&line("A", k, -(k as f64), Some(1.0)));
+        if k >= 3_000 {
+            expected.push(row("A", T0 + k, vec![n(-(k as f64))], Some(vec![n(1.0)])));
+        }
+    }
+    for k in 0..9_000 {
+        body.push_str(&line("B", k, k as f64 / 2.0, Some(k as f64)));
+        expected.push(row(
+            "B",
+            T0 + k,
+            vec![n(k as f64 / 2.0)],
+            Some(vec![n(k as f64)]),
+        ));
+    }
+    body.push_str(&line("B", 8_500, 0.0, Some(0.0)));
+    assert_report(
+        &ingest_ndjson(&t.store, "big", &body).await,
+        11_000,
+        1_001,
+        &[],
+    );
+    // Late labels for every stored A reading without one.
+    let mut late = String::new();
+    for k in 0..3_000 {
+        late.push_str(&format!(
+            "{{\"machine_id\":\"A\",\"ts\":{},\"y\":{}}}\n",
+            T0 + k,
+            k % 2
+        ));
+        expected[k as usize].labels = Some(vec![n((k % 2) as f64)]);
+    }
+    let report = t
+        .store
+        .ingest_labels(&alice(), "big", late.clone(), true)
+        .await
+        .unwrap();
+    assert_report(&report, 3_000, 0, &[]);
+    let report = t
+        .store
+        .ingest_labels(&alice(), "big", late, true)
+        .await
+        .unwrap();
+    assert_report(&report, 0, 3_000, &[]);
+    let s = snapshot(&t.store, "big", json!({})).await;
+    assert_eq!(s.row_count, 14_000);
+    assert_eq!(rows_of(&t.store, "big", s.id).await, expected);
+}
+
 on_both_databases!(
+    large_labelled_batches_span_statements,
     create_validates_names_and_schemas,
     get_list_and_counts,
     schema_updates_make_versions_and_rows_keep_theirs,

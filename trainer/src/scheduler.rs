@@ -1,12 +1,14 @@
 //! What starts training: cron schedules (tokio-cron-scheduler, read from the database so they
 //! survive restarts), the data-volume trigger, and queued jobs (manual or otherwise), worked off
 //! one at a time per process. Exactly one process acts on each schedule tick and runs each job.
+//! The trigger loop also applies datasets' retention (hourly by default).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use refit_registry::Actor;
 use refit_registry::training::StoredSpec;
 use tokio::sync::{Mutex, Notify};
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
@@ -28,6 +30,8 @@ struct Inner {
     wake: Notify,
     /// Set on shutdown; the loops check it.
     stopped: AtomicBool,
+    /// How often each dataset with `retention_days` is pruned, if automatically.
+    retention_every: Option<Duration>,
 }
 
 /// Why the scheduler could not start or load a schedule.
@@ -48,8 +52,13 @@ const CHECK: Duration = Duration::from_secs(5);
 
 impl Scheduler {
     /// Fails jobs a crashed process left running (their leases expired), loads every spec's
-    /// schedule, and starts the worker and trigger loops.
-    pub async fn start(trainer: Trainer) -> Result<Scheduler, SchedulerError> {
+    /// schedule, and starts the worker and trigger loops. With `retention_every`, the trigger
+    /// loop prunes each dataset that has `retention_days` as soon as it sees it and then at that
+    /// interval (each process does; pruning again soon after finds little to do).
+    pub async fn start(
+        trainer: Trainer,
+        retention_every: Option<Duration>,
+    ) -> Result<Scheduler, SchedulerError> {
         let failed = trainer.store().fail_interrupted_jobs(None).await?;
         if failed > 0 {
             tracing::warn!(failed, "marked interrupted training jobs as failed");
@@ -67,6 +76,7 @@ impl Scheduler {
                 scheduled: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 stopped: AtomicBool::new(false),
+                retention_every,
             }),
         };
         scheduler.sync().await?;
@@ -197,8 +207,10 @@ impl Scheduler {
         }
     }
 
-    /// Data-volume triggers, and jobs of crashed processes whose leases expired.
+    /// Data-volume triggers, jobs of crashed processes whose leases expired, and retention.
     async fn check_triggers(self) {
+        // Dataset name → when this process last pruned it.
+        let mut pruned: HashMap<String, Instant> = HashMap::new();
         let mut tick = tokio::time::interval(CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.inner.stopped.load(Ordering::SeqCst) {
@@ -222,6 +234,45 @@ impl Scheduler {
                 if let Err(e) = self.check_volume(spec).await {
                     tracing::warn!(error = %e, spec = spec.name, "data-volume trigger failed");
                 }
+            }
+            if let Some(every) = self.inner.retention_every {
+                self.apply_retention(every, &mut pruned).await;
+            }
+        }
+    }
+
+    /// Prunes every dataset with `retention_days` this process has not pruned for `every`
+    /// (never forced: kept snapshots keep their rows).
+    async fn apply_retention(&self, every: Duration, pruned: &mut HashMap<String, Instant>) {
+        let store = self.inner.trainer.store();
+        let datasets = match store.list_datasets().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading datasets for retention failed");
+                return;
+            }
+        };
+        let actor = Actor::automation("retention");
+        for dataset in datasets.iter().filter(|d| d.retention_days.is_some()) {
+            if pruned
+                .get(&dataset.name)
+                .is_some_and(|at| at.elapsed() < every)
+            {
+                continue;
+            }
+            pruned.insert(dataset.name.clone(), Instant::now());
+            match store.prune_dataset(&actor, &dataset.name, false).await {
+                Ok(r) if r.deleted_records > 0 => tracing::info!(
+                    dataset = dataset.name,
+                    retention_days = dataset.retention_days,
+                    cutoff = r.cutoff,
+                    deleted_records = r.deleted_records,
+                    deleted_labels = r.deleted_labels,
+                    kept_for_snapshots = r.kept_for_snapshots,
+                    "retention pruned old readings"
+                ),
+                Ok(_) => tracing::debug!(dataset = dataset.name, "retention: nothing to prune"),
+                Err(e) => tracing::warn!(error = %e, dataset = dataset.name, "retention failed"),
             }
         }
     }

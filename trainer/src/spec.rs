@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use refit_registry::Store;
 use refit_registry::datasets::{ColumnKind, Schema};
+use refit_registry::training::SpecFields;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -392,6 +394,51 @@ impl TrainingSpec {
                 })
             })
             .collect()
+    }
+}
+
+/// Why a spec could not be checked against its stored dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecCheckError {
+    /// The spec is refused; the error names the field.
+    #[error(transparent)]
+    Invalid(#[from] SpecError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] refit_registry::Error),
+}
+
+impl TrainingSpec {
+    /// Validates the spec against its dataset's current schema as stored: the one check every
+    /// way of storing a spec (API, CLI) goes through. An unknown dataset is a refusal of the
+    /// field `dataset`.
+    pub async fn check(&self, store: &Store) -> Result<ValidSpec, SpecCheckError> {
+        let dataset = match store.get_dataset(&self.dataset).await {
+            Ok(d) => d,
+            Err(refit_registry::Error::NotFound(_)) => {
+                return Err(err("dataset", format!("no dataset named '{}'", self.dataset)).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(self.validate(&dataset.schema)?)
+    }
+}
+
+impl ValidSpec {
+    /// The spec as stored: its JSON.
+    pub fn definition(&self) -> serde_json::Value {
+        serde_json::to_value(&self.spec).expect("specs serialize")
+    }
+
+    /// What the registry stores for the spec, `definition` being [`ValidSpec::definition`].
+    pub fn fields<'a>(&'a self, definition: &'a serde_json::Value) -> SpecFields<'a> {
+        SpecFields {
+            name: &self.spec.name,
+            dataset: &self.spec.dataset,
+            model_name: &self.model,
+            definition,
+            schedule: self.spec.schedule.as_deref(),
+        }
     }
 }
 

@@ -205,6 +205,29 @@ impl Trainer {
         }
     }
 
+    /// Takes a snapshot; again (twice at most) if retention pruned some of its rows while they
+    /// were read. Once taken, the snapshot is kept, so pruning leaves its rows alone.
+    async fn snapshot(
+        &self,
+        dataset: &str,
+        request: &SnapshotRequest,
+    ) -> Result<refit_registry::datasets::Snapshot, refit_registry::Error> {
+        let mut retries = 0;
+        loop {
+            match self
+                .store
+                .create_snapshot(&trainer_actor(), dataset, request)
+                .await
+            {
+                Err(refit_registry::Error::InvalidState(why)) if retries < 2 => {
+                    retries += 1;
+                    tracing::info!(dataset, reason = %why, "snapshotting again");
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn train(&self, job: &Job) -> Result<JobSummary, TrainError> {
         let stored = self.store.get_spec(&job.spec_id.to_string()).await?;
         let spec: TrainingSpec = serde_json::from_value(stored.definition.clone())
@@ -218,9 +241,7 @@ impl Trainer {
         let max_seq = self.store.dataset_seq(&dataset.name).await?;
         let split = split_window(&self.store, &dataset, &valid, max_seq).await?;
         let train_snap = self
-            .store
-            .create_snapshot(
-                &actor,
+            .snapshot(
                 &dataset.name,
                 &SnapshotRequest {
                     from: Some(split.from),
@@ -231,9 +252,7 @@ impl Trainer {
             )
             .await?;
         let holdout_snap = self
-            .store
-            .create_snapshot(
-                &actor,
+            .snapshot(
                 &dataset.name,
                 &SnapshotRequest {
                     from: Some(split.split),
@@ -429,11 +448,41 @@ impl Trainer {
                     },
                 )
                 .await?;
-            let (model, fitted) = fit_model(spec, hp.clone(), classes, fit_part.clone()).await?;
-            let predictions = model
-                .predict(&val_part.frame)
-                .map_err(|e| TrainError::Data(e.to_string()))?;
-            let scores = evaluate::evaluate(spec.task, classes.len(), &val_part.y, &predictions);
+            let scored = async {
+                let (model, _) = fit_model(spec, hp.clone(), classes, fit_part.clone()).await?;
+                let predictions = model
+                    .predict(&val_part.frame)
+                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                Ok::<_, TrainError>(evaluate::evaluate(
+                    spec.task,
+                    classes.len(),
+                    &val_part.y,
+                    &predictions,
+                ))
+            }
+            .await;
+            let scores = match scored {
+                Ok(scores) => scores,
+                Err(e) => {
+                    // The grid point's run ends failed, not left running, before the job fails.
+                    if let Err(update) = self
+                        .store
+                        .update_run(
+                            &actor,
+                            &child.info.run_id,
+                            RunUpdate {
+                                status: Some(RunStatus::Failed),
+                                end_time: Some(refit_registry::db::now_ms()),
+                                run_name: None,
+                            },
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %update, "marking a failed grid run failed");
+                    }
+                    return Err(e);
+                }
+            };
             let mut params = run_params(spec, hp);
             params.push(Param {
                 key: "validation_rows".into(),
@@ -462,7 +511,6 @@ impl Trainer {
                     },
                 )
                 .await?;
-            drop(fitted);
             grid.push(GridPoint {
                 run_id: child.info.run_id,
                 params: hp.as_params(),

@@ -4,14 +4,14 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use super::record::{self, Reading, RecordParser, Rejection, Value};
 use super::schema::{ENTITY_KEY, Schema, TIME_KEY};
 use super::{Dataset, load_dataset};
 use crate::audit::{self, Actor};
-use crate::db::{Store, now_ms};
+use crate::db::{Backend, Store, now_ms};
 use crate::error::{Error, Result};
 use crate::sql::Sql;
 
@@ -158,63 +158,64 @@ impl Store {
     ) -> Result<IngestReport> {
         let dataset = self.get_dataset(name).await?;
         let (raws, readings, rejected) = parse_batch(&dataset, body, ndjson, false).await?;
+        // A key sent twice in one batch is stored from its first record; the later ones are
+        // duplicates like any other.
+        let valid = readings.len();
+        let mut seen: HashSet<(&str, i64)> = HashSet::with_capacity(valid);
+        let readings: Vec<&Reading> = readings
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| seen.insert((r.machine_id.as_str(), r.ts)))
+            .collect();
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
+        // Also locks the dataset's row until commit: ingests into one dataset take turns, so the
+        // check for stored keys below cannot race with another ingest's insert.
         let first_seq = reserve_seq(&mut tx, dataset.id, readings.len()).await?;
-        let mut accepted = 0usize;
-        let with_labels = readings.iter().any(|(_, r)| r.labels.is_some());
-        let mut stored: HashSet<(String, i64)> = HashSet::new();
-        for (c, chunk) in readings.chunks(ROWS_PER_STATEMENT).enumerate() {
-            // The dataset and schema version are bound once per statement, not per row.
-            let mut sql = Sql::new(
-                "INSERT INTO records (dataset_id, machine_id, ts, seq, schema_version, features) SELECT ",
-            );
-            sql.bind(dataset.id)
-                .push(", column1, column2, column3, ")
-                .bind(dataset.schema_version)
-                .push(", column4 FROM (VALUES ");
-            for (i, (_, r)) in chunk.iter().enumerate() {
-                let mut features = Vec::with_capacity(r.features.len() * 9);
-                record::encode(&r.features, &mut features);
-                sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(r.machine_id.as_str())
-                    .push(", ")
-                    .bind(r.ts)
-                    .push(", ")
-                    .bind(first_seq + (c * ROWS_PER_STATEMENT + i) as i64)
-                    .push(", ")
-                    .bind(features)
-                    .push(")");
-            }
-            // `WHERE true`: SQLite needs a WHERE before ON CONFLICT in an INSERT ... SELECT.
-            sql.push(") AS v WHERE true");
-            sql.push(" ON CONFLICT (dataset_id, machine_id, ts) DO NOTHING");
-            if with_labels {
-                // Only readings actually stored get their labels: a duplicate changes nothing.
-                sql.push(" RETURNING machine_id, ts");
-                for row in sql.fetch_all(&mut tx).await? {
-                    stored.insert((row.try_get("machine_id")?, row.try_get("ts")?));
-                }
-                accepted = stored.len();
-            } else {
-                accepted += sql.execute(&mut tx).await? as usize;
-            }
-        }
+        let with_labels = readings.iter().any(|r| r.labels.is_some());
+        let rows: Vec<KeyedRow> = readings
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    r.machine_id.as_str(),
+                    r.ts,
+                    first_seq + i as i64,
+                    &r.features[..],
+                )
+            })
+            .collect();
+        let (accepted, stored) = insert_rows(
+            &mut tx,
+            self.backend(),
+            Table::Records,
+            &dataset,
+            &rows,
+            with_labels,
+        )
+        .await?;
         if with_labels {
-            // A key sent twice in one batch was stored from its first record (the insert keeps
-            // the first of conflicting rows), so only that record's labels belong to it.
-            let labelled: Vec<(i64, &Reading)> = readings
+            let labelled: Vec<KeyedRow> = readings
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, r))| {
-                    stored.remove(&(r.machine_id.clone(), r.ts)) && r.labels.is_some()
+                .filter(|(_, r)| stored.contains(&(r.machine_id.clone(), r.ts)))
+                .filter_map(|(i, r)| {
+                    let labels = r.labels.as_deref()?;
+                    Some((r.machine_id.as_str(), r.ts, first_seq + i as i64, labels))
                 })
-                .map(|(i, (_, r))| (first_seq + i as i64, r))
                 .collect();
-            insert_labels(&mut tx, dataset.id, dataset.schema_version, &labelled).await?;
+            insert_rows(
+                &mut tx,
+                self.backend(),
+                Table::Labels,
+                &dataset,
+                &labelled,
+                false,
+            )
+            .await?;
         }
         store_dead_letters(&mut tx, dataset.id, source, &rejected, &raws).await?;
-        let duplicates = readings.len() - accepted;
+        let duplicates = valid - accepted;
         audit::record(
             &mut tx,
             actor,
@@ -250,6 +251,8 @@ impl Store {
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let dataset = load_dataset(&mut tx, name).await?;
+        // Lock the dataset's row first: what is read below stays true until commit.
+        reserve_seq(&mut tx, dataset.id, 0).await?;
         // What is stored for these keys: the reading's schema version and any labels.
         let mut existing: HashMap<(String, i64), StoredReading> = HashMap::new();
         for chunk in readings.chunks(2000) {
@@ -327,12 +330,26 @@ impl Store {
             }
         }
         let first_seq = reserve_seq(&mut tx, dataset.id, new.len()).await?;
-        let numbered: Vec<(i64, &Reading)> = new
+        let numbered: Vec<KeyedRow> = new
             .iter()
             .enumerate()
-            .map(|(i, r)| (first_seq + i as i64, *r))
+            .map(|(i, r)| {
+                let labels = r
+                    .labels
+                    .as_deref()
+                    .expect("the labels parser requires labels");
+                (r.machine_id.as_str(), r.ts, first_seq + i as i64, labels)
+            })
             .collect();
-        insert_labels(&mut tx, dataset.id, dataset.schema_version, &numbered).await?;
+        insert_rows(
+            &mut tx,
+            self.backend(),
+            Table::Labels,
+            &dataset,
+            &numbered,
+            false,
+        )
+        .await?;
         // Keep the rejections in request order.
         let mut order: Vec<usize> = (0..rejected.len()).collect();
         order.sort_by_key(|&i| rejected[i].index);
@@ -377,37 +394,153 @@ fn labels_json(reading: &Reading, schema: &Schema) -> String {
     serde_json::Value::Object(object).to_string()
 }
 
-/// Inserts labels (with their sequence numbers) for readings known to exist and be unlabelled.
-async fn insert_labels(
-    conn: &mut AnyConnection,
-    dataset_id: i64,
-    schema_version: i64,
-    labelled: &[(i64, &Reading)],
-) -> Result<()> {
-    let mut buf = Vec::with_capacity(64);
-    for chunk in labelled.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = Sql::new(
-            "INSERT INTO record_labels (dataset_id, machine_id, ts, seq, schema_version, labels) VALUES ",
-        );
-        for (i, (seq, r)) in chunk.iter().enumerate() {
-            buf.clear();
-            record::encode(r.labels.as_deref().unwrap_or(&[]), &mut buf);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(dataset_id)
-                .push(", ")
-                .bind(r.machine_id.as_str())
-                .push(", ")
-                .bind(r.ts)
-                .push(", ")
-                .bind(*seq)
-                .push(", ")
-                .bind(schema_version)
-                .push(", ")
-                .bind(buf.clone())
-                .push(")");
+/// A row for `records` or `record_labels`: machine, time, sequence number, values.
+type KeyedRow<'a> = (&'a str, i64, i64, &'a [Value]);
+
+/// The two tables of readings, which share their layout.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Records,
+    Labels,
+}
+
+impl Table {
+    fn insert(self) -> &'static str {
+        match self {
+            Table::Records => {
+                "INSERT INTO records (dataset_id, machine_id, ts, seq, schema_version, features) SELECT "
+            }
+            Table::Labels => {
+                "INSERT INTO record_labels (dataset_id, machine_id, ts, seq, schema_version, labels) SELECT "
+            }
         }
-        sql.push(" ON CONFLICT (dataset_id, machine_id, ts) DO NOTHING");
-        sql.execute(conn).await?;
     }
-    Ok(())
+
+    fn name(self) -> &'static str {
+        match self {
+            Table::Records => "records",
+            Table::Labels => "record_labels",
+        }
+    }
+}
+
+/// Inserts `rows` (keys unique among them) into `table` under the dataset's current schema
+/// version, skipping keys already stored. Returns how many were stored and, when `returning`,
+/// their keys. The caller holds the dataset's row lock (taken by [`reserve_seq`]), so no other
+/// ingest into the dataset can store a key between the check and the insert.
+async fn insert_rows(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    table: Table,
+    dataset: &Dataset,
+    rows: &[KeyedRow<'_>],
+    returning: bool,
+) -> Result<(usize, HashSet<(String, i64)>)> {
+    let mut stored = HashSet::new();
+    let mut count = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = Sql::new(table.insert());
+        // The dataset and schema version are bound once per statement, not per row.
+        sql.bind(dataset.id).push(", ");
+        match backend {
+            // SQLite: four placeholders per row, and the key checked as each row is inserted
+            // (SQLite needs a WHERE before ON CONFLICT in an INSERT ... SELECT).
+            Backend::Sqlite => {
+                sql.push("column1, column2, column3, ")
+                    .bind(dataset.schema_version)
+                    .push(", column4 FROM (VALUES ");
+                for (i, (machine_id, ts, seq, values)) in chunk.iter().enumerate() {
+                    let mut encoded = Vec::with_capacity(values.len() * 9);
+                    record::encode(values, &mut encoded);
+                    sql.push(if i == 0 { "(" } else { ", (" })
+                        .bind(*machine_id)
+                        .push(", ")
+                        .bind(*ts)
+                        .push(", ")
+                        .bind(*seq)
+                        .push(", ")
+                        .bind(encoded)
+                        .push(")");
+                }
+                sql.push(") AS v WHERE true ON CONFLICT (dataset_id, machine_id, ts) DO NOTHING");
+            }
+            // PostgreSQL: a fixed statement of eight placeholders whatever the row count (a
+            // VALUES list of thousands of rows costs more to plan than to insert), the columns
+            // packed as text lists and the encodings as one blob, and an anti-join rather than
+            // ON CONFLICT's speculative insertion.
+            Backend::Postgres => {
+                let packed = Packed::of(chunk);
+                sql.push("v.m, v.t, v.s, ")
+                    .bind(dataset.schema_version)
+                    .push(", substring(")
+                    .bind(packed.blob)
+                    .push(" from v.o for v.l) FROM unnest(string_to_array(")
+                    .bind(packed.machine_ids)
+                    .push(", E'\\x1f'), string_to_array(")
+                    .bind(packed.times)
+                    .push(", ',')::int8[], string_to_array(")
+                    .bind(packed.seqs)
+                    .push(", ',')::int8[], string_to_array(")
+                    .bind(packed.offsets)
+                    .push(", ',')::int4[], string_to_array(")
+                    .bind(packed.lengths)
+                    .push(", ',')::int4[]) AS v (m, t, s, o, l) WHERE NOT EXISTS (SELECT 1 FROM ")
+                    .push(table.name())
+                    .push(" x WHERE x.dataset_id = ")
+                    .bind(dataset.id)
+                    .push(" AND x.machine_id = v.m AND x.ts = v.t)");
+            }
+        }
+        if returning {
+            sql.push(" RETURNING machine_id, ts");
+            for row in sql.fetch_all(&mut *conn).await? {
+                stored.insert((row.try_get("machine_id")?, row.try_get("ts")?));
+            }
+            count = stored.len();
+        } else {
+            count += sql.execute(&mut *conn).await? as usize;
+        }
+    }
+    Ok((count, stored))
+}
+
+/// Rows packed into five lists and one blob, for PostgreSQL's `unnest`.
+struct Packed {
+    /// Machine ids joined by the unit separator, which a machine id cannot contain.
+    machine_ids: String,
+    times: String,
+    seqs: String,
+    /// 1-based offsets and lengths of each row's encoding in `blob`.
+    offsets: String,
+    lengths: String,
+    blob: Vec<u8>,
+}
+
+impl Packed {
+    fn of(rows: &[KeyedRow<'_>]) -> Packed {
+        use std::fmt::Write;
+        let mut p = Packed {
+            machine_ids: String::with_capacity(rows.len() * 8),
+            times: String::with_capacity(rows.len() * 14),
+            seqs: String::with_capacity(rows.len() * 8),
+            offsets: String::with_capacity(rows.len() * 8),
+            lengths: String::with_capacity(rows.len() * 4),
+            blob: Vec::with_capacity(rows.len() * 64),
+        };
+        for (i, (machine_id, ts, seq, values)) in rows.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            if i > 0 {
+                p.machine_ids.push('\u{1f}');
+            }
+            p.machine_ids.push_str(machine_id);
+            let start = p.blob.len();
+            record::encode(values, &mut p.blob);
+            // Writing to a String cannot fail.
+            let _ = write!(p.times, "{sep}{ts}");
+            let _ = write!(p.seqs, "{sep}{seq}");
+            let _ = write!(p.offsets, "{sep}{}", start + 1);
+            let _ = write!(p.lengths, "{sep}{}", p.blob.len() - start);
+        }
+        p
+    }
 }

@@ -3,17 +3,19 @@
 
 mod ingest;
 pub mod record;
+mod retention;
 pub mod schema;
 mod snapshots;
 
 pub use ingest::IngestReport;
 pub use record::{Reading, Rejection, Value};
+pub use retention::PruneReport;
 pub use schema::{Column, ColumnKind, Schema};
 pub use snapshots::{Snapshot, SnapshotRequest, SnapshotRow, SnapshotVerification};
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};

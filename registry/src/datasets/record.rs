@@ -330,7 +330,10 @@ impl<'s> RecordParser<'s> {
                 if value == Value::Missing && !column.nullable {
                     return Err(reject(
                         Some(&column.name),
-                        format!("missing value for '{}'", column.name),
+                        format!(
+                            "missing value for '{}', which does not accept missing values (NaN counts as missing)",
+                            column.name
+                        ),
                     ));
                 }
                 features.push(value);
@@ -369,6 +372,19 @@ fn convert(raw: Option<Raw>, kind: ColumnKind) -> Result<Value, String> {
         (Some(Raw::Integer(n)), ColumnKind::Numeric) => Ok(Value::Number(n as f64)),
         (Some(Raw::Number(x)), ColumnKind::Numeric) if x.is_finite() => Ok(Value::Number(x)),
         (Some(Raw::Number(_)), ColumnKind::Numeric) => Err("numbers must be finite".into()),
+        // NaN is how many sources write "no reading": it counts as a missing value (accepted only
+        // where the column allows them); infinities are refused.
+        (Some(Raw::Text(s)), ColumnKind::Numeric) if s.eq_ignore_ascii_case("nan") => {
+            Ok(Value::Missing)
+        }
+        (Some(Raw::Text(s)), ColumnKind::Numeric)
+            if matches!(
+                s.to_ascii_lowercase().trim_start_matches(['+', '-']),
+                "inf" | "infinity"
+            ) =>
+        {
+            Err(format!("{s} is not allowed: numbers must be finite"))
+        }
         (Some(Raw::Text(s)), ColumnKind::Numeric) => Err(format!(
             "expected a number, got the string {:?}",
             s.chars().take(40).collect::<String>()
@@ -558,10 +574,15 @@ mod tests {
         let r = p
             .parse(
                 1,
-                r#"{"machine_id":"M1","ts":5,"temp":1,"Type":"H","wear":null,"failure":1}"#,
+                r#"{"machine_id":"M1","ts":5,"temp":1,"Type":"H","wear":"NaN","failure":1}"#,
             )
             .unwrap();
         assert_eq!(r.ts, 5);
+        assert_eq!(
+            r.features[2],
+            Value::Missing,
+            "NaN in a nullable column is a missing value"
+        );
         assert_eq!(r.labels, Some(vec![Value::Number(1.0)]));
     }
 
@@ -603,7 +624,12 @@ mod tests {
             (
                 r#"{"machine_id":"m","ts":1,"temp":"NaN","Type":"L"}"#,
                 Some("temp"),
-                "expected a number",
+                "does not accept missing values (NaN counts as missing)",
+            ),
+            (
+                r#"{"machine_id":"m","ts":1,"temp":"-Infinity","Type":"L"}"#,
+                Some("temp"),
+                "-Infinity is not allowed",
             ),
             (
                 r#"{"machine_id":"m","ts":1,"Type":"L"}"#,

@@ -16,7 +16,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Connection, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::record::{self, Value};
@@ -114,7 +114,7 @@ const SCAN_CHUNK: i64 = 5000;
 
 /// A snapshot's row filter.
 #[derive(Debug, Clone)]
-struct Slice {
+pub(super) struct Slice {
     dataset_id: i64,
     schema_version: i64,
     ts_from: i64,
@@ -123,22 +123,20 @@ struct Slice {
     max_seq: i64,
 }
 
+impl Slice {
+    /// The part of the slice before `ts` (exclusive).
+    pub(super) fn before(mut self, ts: i64) -> Slice {
+        self.ts_to = self.ts_to.min(ts);
+        self
+    }
+}
+
 /// A stored row before decoding: (machine_id, ts, features, labels).
 type RawRow = (String, i64, Vec<u8>, Option<Vec<u8>>);
 
-/// Reads up to `SCAN_CHUNK` rows of `slice` after the key `after`, in (machine_id, ts) order.
-async fn scan_chunk(
-    conn: &mut AnyConnection,
-    slice: &Slice,
-    after: Option<&(String, i64)>,
-) -> Result<Vec<RawRow>> {
-    let mut sql = Sql::new(
-        "SELECT r.machine_id, r.ts, r.features, l.labels FROM records r \
-         LEFT JOIN record_labels l ON l.dataset_id = r.dataset_id AND l.machine_id = r.machine_id \
-         AND l.ts = r.ts AND l.seq <= ",
-    );
-    sql.bind(slice.max_seq)
-        .push(" WHERE r.dataset_id = ")
+/// Appends ` WHERE ...`: the rows (of `records r`) that `slice` holds.
+fn push_slice_filter(sql: &mut Sql, slice: &Slice) {
+    sql.push(" WHERE r.dataset_id = ")
         .bind(slice.dataset_id)
         .push(" AND r.schema_version = ")
         .bind(slice.schema_version)
@@ -152,6 +150,36 @@ async fn scan_chunk(
         sql.push(" AND r.machine_id IN ")
             .bind_list(machines.iter().map(String::as_str));
     }
+}
+
+/// How many stored readings `slice` holds now.
+pub(super) async fn count_slice(conn: &mut AnyConnection, slice: &Slice) -> Result<i64> {
+    let mut sql = Sql::new("SELECT COUNT(*) AS n FROM records r");
+    push_slice_filter(&mut sql, slice);
+    Ok(sql.fetch_all(conn).await?[0].try_get("n")?)
+}
+
+/// Whether `slice` holds any stored reading now.
+pub(super) async fn slice_has_rows(conn: &mut AnyConnection, slice: &Slice) -> Result<bool> {
+    let mut sql = Sql::new("SELECT 1 AS one FROM records r");
+    push_slice_filter(&mut sql, slice);
+    sql.push(" LIMIT 1");
+    Ok(!sql.fetch_all(conn).await?.is_empty())
+}
+
+/// Reads up to `SCAN_CHUNK` rows of `slice` after the key `after`, in (machine_id, ts) order.
+async fn scan_chunk(
+    conn: &mut AnyConnection,
+    slice: &Slice,
+    after: Option<&(String, i64)>,
+) -> Result<Vec<RawRow>> {
+    let mut sql = Sql::new(
+        "SELECT r.machine_id, r.ts, r.features, l.labels FROM records r \
+         LEFT JOIN record_labels l ON l.dataset_id = r.dataset_id AND l.machine_id = r.machine_id \
+         AND l.ts = r.ts AND l.seq <= ",
+    );
+    sql.bind(slice.max_seq);
+    push_slice_filter(&mut sql, slice);
     if let Some((machine, ts)) = after {
         sql.push(" AND (r.machine_id > ")
             .bind(machine.as_str())
@@ -256,7 +284,7 @@ fn decode_row(schema: &Schema, (machine_id, ts, features, labels): RawRow) -> Re
     })
 }
 
-fn snapshot_from_row(row: &AnyRow, dataset: &str) -> Result<Snapshot> {
+pub(super) fn snapshot_from_row(row: &AnyRow, dataset: &str) -> Result<Snapshot> {
     let machines: Option<String> = row.try_get("machines")?;
     Ok(Snapshot {
         id: row.try_get("id")?,
@@ -278,7 +306,7 @@ fn snapshot_from_row(row: &AnyRow, dataset: &str) -> Result<Snapshot> {
 }
 
 impl Snapshot {
-    fn slice(&self, dataset_id: i64) -> Slice {
+    pub(super) fn slice(&self, dataset_id: i64) -> Slice {
         Slice {
             dataset_id,
             schema_version: self.schema_version,
@@ -365,6 +393,22 @@ impl Store {
         let now = now_ms();
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
+        // Retention may have pruned rows of the slice while they were read. Pruning locks the
+        // dataset's row too, so it either finished before this (and shows in the count) or waits
+        // and then finds this snapshot kept.
+        let retention: Option<i64> = sqlx::query(
+            "UPDATE datasets SET next_seq = next_seq WHERE id = $1 RETURNING retention_days",
+        )
+        .bind(dataset.id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("retention_days")?;
+        if retention.is_some() && count_slice(&mut tx, &slice).await? != row_count {
+            return Err(Error::InvalidState(
+                "retention pruned rows of this slice while it was being read; take the snapshot again"
+                    .into(),
+            ));
+        }
         let id: i64 = sqlx::query(
             "INSERT INTO snapshots (dataset_id, schema_version, ts_from, ts_to, machines, max_seq, row_count, \
              digest, created_at, created_by, kept) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1) RETURNING id",

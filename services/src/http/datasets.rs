@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use refit_registry::datasets::record::format_time;
 use refit_registry::datasets::{
-    Column, Dataset, DeadLetter, IngestReport, Schema, SchemaVersion, Snapshot, SnapshotRequest,
-    SnapshotRow, SnapshotVerification, Value,
+    Column, Dataset, DeadLetter, IngestReport, PruneReport, Schema, SchemaVersion, Snapshot,
+    SnapshotRequest, SnapshotRow, SnapshotVerification, Value,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_dataset, list_datasets))
         .routes(routes!(get_dataset, update_dataset))
+        .routes(routes!(prune_dataset))
         .routes(routes!(list_schemas, update_schema))
         .routes(routes!(ingest_records))
         .routes(routes!(ingest_labels))
@@ -58,6 +59,16 @@ pub struct CreateDataset {
 pub struct UpdateDataset {
     /// Days of history to keep; `null` keeps all.
     retention_days: Option<i64>,
+}
+
+/// How to prune.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// Also delete rows kept snapshots cover; those snapshots are no longer kept and fail
+    /// verification from then on. Default: false.
+    #[serde(default)]
+    force: bool,
 }
 
 /// A dataset with its stored counts.
@@ -196,6 +207,25 @@ async fn update_dataset(
         state
             .store
             .set_dataset_retention(&caller.actor(), &name, b.retention_days)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/datasets/{name}/prune", tag = "datasets", request_body = PruneRequest,
+    params(("name" = String, Path, description = "Dataset name")),
+    responses((status = 200, description = "What was deleted and what kept snapshots kept", body = PruneReport),
+              (status = 400, description = "The dataset has no retention_days", body = ErrorBody),
+              (status = 404, description = "No such dataset", body = ErrorBody)))]
+async fn prune_dataset(
+    State(state): State<AppState>,
+    caller: Can<can::WriteData>,
+    Path(name): Path<String>,
+    Json(b): Json<PruneRequest>,
+) -> ApiResult<axum::Json<PruneReport>> {
+    Ok(axum::Json(
+        state
+            .store
+            .prune_dataset(&caller.actor(), &name, b.force)
             .await?,
     ))
 }

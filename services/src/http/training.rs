@@ -5,8 +5,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use refit_registry::ledger::{LedgerEntry, Pin};
-use refit_registry::training::{Job, SpecFields, StoredSpec};
-use refit_trainer::spec::TrainingSpec;
+use refit_registry::training::{Job, StoredSpec};
+use refit_trainer::spec::{SpecCheckError, TrainingSpec};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -99,37 +99,16 @@ pub struct Rollback {
     reason: Option<String>,
 }
 
-/// Validates a spec against its dataset; every refusal names the field.
+/// Validates a spec against its dataset (the check the CLI uses too); every refusal names the
+/// field.
 async fn check_spec(
     state: &AppState,
     spec: &TrainingSpec,
 ) -> ApiResult<refit_trainer::spec::ValidSpec> {
-    let dataset = match state.store.get_dataset(&spec.dataset).await {
-        Ok(d) => d,
-        Err(refit_registry::Error::NotFound(_)) => {
-            return Err(ApiError::invalid(format!(
-                "dataset: no dataset named '{}'",
-                spec.dataset
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    spec.validate(&dataset.schema)
-        .map_err(|e| ApiError::invalid(e.to_string()))
-}
-
-fn fields<'a>(
-    spec: &'a TrainingSpec,
-    valid: &'a refit_trainer::spec::ValidSpec,
-    json: &'a serde_json::Value,
-) -> SpecFields<'a> {
-    SpecFields {
-        name: &spec.name,
-        dataset: &spec.dataset,
-        model_name: &valid.model,
-        definition: json,
-        schedule: spec.schedule.as_deref(),
-    }
+    spec.check(&state.store).await.map_err(|e| match e {
+        SpecCheckError::Invalid(e) => ApiError::invalid(e.to_string()),
+        SpecCheckError::Registry(e) => e.into(),
+    })
 }
 
 async fn resync(state: &AppState) {
@@ -148,10 +127,10 @@ async fn create_spec(
     Json(spec): Json<TrainingSpec>,
 ) -> ApiResult<(StatusCode, axum::Json<StoredSpec>)> {
     let valid = check_spec(&state, &spec).await?;
-    let json = serde_json::to_value(&spec).expect("specs serialize");
+    let json = valid.definition();
     let stored = state
         .store
-        .create_spec(&caller.actor(), fields(&spec, &valid, &json))
+        .create_spec(&caller.actor(), valid.fields(&json))
         .await?;
     resync(&state).await;
     Ok((StatusCode::CREATED, axum::Json(stored)))
@@ -198,10 +177,10 @@ async fn update_spec(
         )));
     }
     let valid = check_spec(&state, &spec).await?;
-    let json = serde_json::to_value(&spec).expect("specs serialize");
+    let json = valid.definition();
     let stored = state
         .store
-        .update_spec(&caller.actor(), &id, fields(&spec, &valid, &json))
+        .update_spec(&caller.actor(), &id, valid.fields(&json))
         .await?;
     resync(&state).await;
     Ok(axum::Json(stored))
