@@ -153,16 +153,21 @@ fn encode(values: &[Value]) -> Vec<u8> {
     out
 }
 
+/// `rows` in a snapshot's documented order: by time, then machine_id bytewise.
+fn in_key_order(mut rows: Vec<SnapshotRow>) -> Vec<SnapshotRow> {
+    rows.sort_by(|a, b| (a.ts, a.machine_id.as_bytes()).cmp(&(b.ts, b.machine_id.as_bytes())));
+    rows
+}
+
 /// The digest of a snapshot holding `rows`, as documented in registry/src/datasets/snapshots.rs:
-/// computed here independently of the store, in bytewise (machine_id, ts) order.
+/// computed here independently of the store, in (ts, machine_id bytewise) order.
 fn expected_digest(schema: &Schema, rows: &[SnapshotRow]) -> String {
-    let mut rows: Vec<&SnapshotRow> = rows.iter().collect();
-    rows.sort_by(|a, b| (a.machine_id.as_bytes(), a.ts).cmp(&(b.machine_id.as_bytes(), b.ts)));
+    let rows = in_key_order(rows.to_vec());
     let mut hash = Sha256::new();
     hash.update(b"refit-snapshot-v1\n");
     hash.update(serde_json::to_vec(schema).unwrap());
     hash.update(b"\n");
-    for r in rows {
+    for r in &rows {
         hash.update((r.machine_id.len() as u32).to_le_bytes());
         hash.update(r.machine_id.as_bytes());
         hash.update(r.ts.to_le_bytes());
@@ -661,7 +666,10 @@ async fn ingest_counts_and_first_write_wins(db: Db) {
             Some(vec![n(0.0)]),
         ),
     ];
-    assert_eq!(rows_of(&t.store, "press", snap.id).await, expected);
+    assert_eq!(
+        rows_of(&t.store, "press", snap.id).await,
+        in_key_order(expected.to_vec())
+    );
     assert_eq!(snap.digest, expected_digest(&press_schema(), &expected));
     assert_eq!(t.store.dead_letters("press", 100, None).await.unwrap(), []);
 
@@ -867,16 +875,16 @@ async fn ndjson_lines_are_records(db: Db) {
         [
             row("M1", T0, vec![n(1.0), text("L"), Value::Missing], None),
             row(
-                "M1",
-                T0 + 1000,
-                vec![n(2.0), text("L"), Value::Missing],
-                Some(vec![n(1.0)])
-            ),
-            row(
                 "M2",
                 T0 + 250,
                 vec![n(3.0), text("M"), Value::Missing],
                 None
+            ),
+            row(
+                "M1",
+                T0 + 1000,
+                vec![n(2.0), text("L"), Value::Missing],
+                Some(vec![n(1.0)])
             ),
         ]
     );
@@ -1117,12 +1125,6 @@ async fn labels_inline_and_late(db: Db) {
                 Some(vec![n(1.0)])
             ),
             row(
-                "M1",
-                T0 + 1000,
-                vec![n(2.0), text("L"), Value::Missing],
-                Some(vec![n(0.0)])
-            ),
-            row(
                 "M2",
                 T0,
                 vec![n(3.0), text("H"), Value::Missing],
@@ -1133,6 +1135,12 @@ async fn labels_inline_and_late(db: Db) {
                 T0,
                 vec![n(4.0), text("H"), Value::Missing],
                 Some(vec![n(1.0)])
+            ),
+            row(
+                "M1",
+                T0 + 1000,
+                vec![n(2.0), text("L"), Value::Missing],
+                Some(vec![n(0.0)])
             ),
         ]
     );
@@ -1287,8 +1295,7 @@ async fn ingest_mixed_history(store: &Store) -> (Schema, Vec<SnapshotRow>) {
     );
     let report = label(store, "mixed", serde_json::Value::Array(late.clone())).await;
     assert_report(&report, late.len(), 0, &[]);
-    expected.sort_by(|a, b| (a.machine_id.as_bytes(), a.ts).cmp(&(b.machine_id.as_bytes(), b.ts)));
-    (schema, expected)
+    (schema, in_key_order(expected))
 }
 
 /// The key property: the same content makes the same digest on SQLite and on PostgreSQL, and
@@ -1317,7 +1324,7 @@ async fn digests_are_identical_on_sqlite_and_postgres() {
                 .iter()
                 .map(|r| r.machine_id.as_str())
                 .collect::<Vec<_>>(),
-            ["M-1", "M-1", "M10", "M10", "M_1", "M_1", "Ä1", "Ä1"]
+            ["M-1", "M10", "M_1", "Ä1", "M-1", "M10", "M_1", "Ä1"]
         );
         results.push((all.digest, all.row_count, part.digest, part.row_count, rows));
     }
@@ -1448,10 +1455,10 @@ async fn time_range_and_machines_select_rows(db: Db) {
             keys(rows_of(&t.store, "press", s.id).await),
             [
                 ("M1".to_string(), 1000),
-                ("M1".to_string(), 2000),
                 ("M2".to_string(), 1000),
-                ("M2".to_string(), 2000),
                 ("M3".to_string(), 1000),
+                ("M1".to_string(), 2000),
+                ("M2".to_string(), 2000),
                 ("M3".to_string(), 2000),
             ],
             "{request}"
@@ -1505,8 +1512,8 @@ async fn time_range_and_machines_select_rows(db: Db) {
         keys(rows_of(&t.store, "press", some.id).await),
         [
             ("M1".into(), 0),
-            ("M1".into(), 1000),
             ("M3".into(), 0),
+            ("M1".into(), 1000),
             ("M3".into(), 1000)
         ]
     );
@@ -1685,16 +1692,16 @@ async fn late_records_and_labels_do_not_change_a_snapshot(db: Db) {
         [
             row("M1", T0, vec![n(1.0), text("L"), Value::Missing], None),
             row(
-                "M1",
-                T0 + 2000,
-                vec![n(2.0), text("L"), Value::Missing],
-                None
-            ),
-            row(
                 "M2",
                 T0 + 1000,
                 vec![n(3.0), text("H"), Value::Missing],
                 Some(vec![n(1.0)])
+            ),
+            row(
+                "M1",
+                T0 + 2000,
+                vec![n(2.0), text("L"), Value::Missing],
+                None
             ),
         ]
     );
@@ -1708,16 +1715,16 @@ async fn late_records_and_labels_do_not_change_a_snapshot(db: Db) {
         rows_of(&t.store, "press", after.id).await,
         [
             row(
-                "M0",
-                T0 + 500,
-                vec![n(8.0), text("M"), Value::Missing],
-                None
-            ),
-            row(
                 "M1",
                 T0,
                 vec![n(1.0), text("L"), Value::Missing],
                 Some(vec![n(1.0)])
+            ),
+            row(
+                "M0",
+                T0 + 500,
+                vec![n(8.0), text("M"), Value::Missing],
+                None
             ),
             row(
                 "M1",
@@ -1726,16 +1733,16 @@ async fn late_records_and_labels_do_not_change_a_snapshot(db: Db) {
                 Some(vec![n(0.0)])
             ),
             row(
-                "M1",
-                T0 + 2000,
-                vec![n(2.0), text("L"), Value::Missing],
-                Some(vec![n(0.0)])
-            ),
-            row(
                 "M2",
                 T0 + 1000,
                 vec![n(3.0), text("H"), Value::Missing],
                 Some(vec![n(1.0)])
+            ),
+            row(
+                "M1",
+                T0 + 2000,
+                vec![n(2.0), text("L"), Value::Missing],
+                Some(vec![n(0.0)])
             ),
         ]
     );
@@ -1829,7 +1836,8 @@ async fn verify_detects_changed_rows(db: Db) {
     assert!(!t.store.verify_snapshot("press", s.id).await.unwrap().ok);
 }
 
-async fn rows_are_in_bytewise_machine_order(db: Db) {
+/// Ties in time are broken by machine_id compared bytewise, on both databases.
+async fn rows_are_in_time_then_bytewise_machine_order(db: Db) {
     let t = fresh(db).await;
     press(&t).await;
     let records: Vec<_> = MACHINES
@@ -1847,9 +1855,10 @@ async fn rows_are_in_bytewise_machine_order(db: Db) {
         .map(|r| (r.machine_id, r.ts - T0))
         .collect();
     let mut expected: Vec<(String, i64)> = Vec::new();
-    for m in ["M-1", "M10", "M2", "M_1", "Z", "a", "m1", "Ä1"] {
-        expected.push((m.into(), 0));
-        expected.push((m.into(), 1000));
+    for dt in [0, 1000] {
+        for m in ["M-1", "M10", "M2", "M_1", "Z", "a", "m1", "Ä1"] {
+            expected.push((m.into(), dt));
+        }
     }
     assert_eq!(order, expected);
 }
@@ -1935,7 +1944,7 @@ async fn large_snapshots_are_read_in_chunks(db: Db) {
     let s = snapshot(&t.store, "big", json!({})).await;
     assert_eq!(s.row_count, 12_000);
     assert_eq!(s.digest, expected_digest(&schema, &expected));
-    assert_eq!(rows_of(&t.store, "big", s.id).await, expected);
+    assert_eq!(rows_of(&t.store, "big", s.id).await, in_key_order(expected));
     let v = t.store.verify_snapshot("big", s.id).await.unwrap();
     assert!(v.ok && v.actual_rows == 12_000, "{v:?}");
     assert_report(&ingest_ndjson(&t.store, "big", &body).await, 0, 12_000, &[]);
@@ -2019,7 +2028,7 @@ async fn large_labelled_batches_span_statements(db: Db) {
     assert_report(&report, 0, 3_000, &[]);
     let s = snapshot(&t.store, "big", json!({})).await;
     assert_eq!(s.row_count, 14_000);
-    assert_eq!(rows_of(&t.store, "big", s.id).await, expected);
+    assert_eq!(rows_of(&t.store, "big", s.id).await, in_key_order(expected));
 }
 
 on_both_databases!(
@@ -2041,7 +2050,7 @@ on_both_databases!(
     snapshot_requests_are_validated,
     late_records_and_labels_do_not_change_a_snapshot,
     verify_detects_changed_rows,
-    rows_are_in_bytewise_machine_order,
+    rows_are_in_time_then_bytewise_machine_order,
     large_snapshots_are_read_in_chunks,
     numbers_are_stored_exactly_as_sent,
 );

@@ -3,8 +3,9 @@
 //!
 //! The digest is sha256 over:
 //! - the header `refit-snapshot-v1\n`, the schema as JSON, and `\n`;
-//! - then every row in (machine_id, ts) order (bytewise): the machine_id's UTF-8 length as u32
-//!   little-endian and its bytes, ts as i64 little-endian (ms since the Unix epoch), the length of
+//! - then every row in (ts, machine_id) order (machine_id bytewise), the storage order of the
+//!   history (time first, so that a fleet's readings are appended, not scattered): the
+//!   machine_id's UTF-8 length as u32 little-endian and its bytes, ts as i64 little-endian (ms since the Unix epoch), the length of
 //!   the features' canonical encoding as u32 little-endian and the encoding, then `0x00` for a row
 //!   without labels or `0x01`, the labels encoding's length (u32 LE) and the encoding.
 //!
@@ -167,7 +168,7 @@ pub(super) async fn slice_has_rows(conn: &mut AnyConnection, slice: &Slice) -> R
     Ok(!sql.fetch_all(conn).await?.is_empty())
 }
 
-/// Reads up to `SCAN_CHUNK` rows of `slice` after the key `after`, in (machine_id, ts) order.
+/// Reads up to `SCAN_CHUNK` rows of `slice` after the key `after`, in (ts, machine_id) order.
 async fn scan_chunk(
     conn: &mut AnyConnection,
     slice: &Slice,
@@ -181,15 +182,15 @@ async fn scan_chunk(
     sql.bind(slice.max_seq);
     push_slice_filter(&mut sql, slice);
     if let Some((machine, ts)) = after {
-        sql.push(" AND (r.machine_id > ")
-            .bind(machine.as_str())
-            .push(" OR (r.machine_id = ")
-            .bind(machine.as_str())
-            .push(" AND r.ts > ")
+        sql.push(" AND (r.ts > ")
             .bind(*ts)
+            .push(" OR (r.ts = ")
+            .bind(*ts)
+            .push(" AND r.machine_id > ")
+            .bind(machine.as_str())
             .push("))");
     }
-    sql.push(" ORDER BY r.machine_id, r.ts LIMIT ")
+    sql.push(" ORDER BY r.ts, r.machine_id LIMIT ")
         .bind(SCAN_CHUNK);
     sql.fetch_all(conn)
         .await?
@@ -478,7 +479,7 @@ impl Store {
         })
     }
 
-    /// A snapshot, its schema, and a stream of its rows in (machine_id, ts) order, read in chunks
+    /// A snapshot, its schema, and a stream of its rows in (ts, machine_id) order, read in chunks
     /// so that any size streams in bounded memory.
     pub async fn snapshot_rows(
         &self,

@@ -389,7 +389,7 @@ async fn verify_snapshot(
 
 #[utoipa::path(get, path = "/datasets/{name}/snapshots/{id}/rows", tag = "datasets",
     params(("name" = String, Path, description = "Dataset name"), ("id" = i64, Path, description = "Snapshot id"), RowsQuery),
-    responses((status = 200, description = "The rows in (machine_id, ts) order, streamed as NDJSON or CSV", body = String, content_type = "application/x-ndjson"),
+    responses((status = 200, description = "The rows in (ts, machine_id) order, streamed as NDJSON or CSV", body = String, content_type = "application/x-ndjson"),
               (status = 400, description = "Unknown format", body = ErrorBody),
               (status = 404, description = "No such snapshot", body = ErrorBody)))]
 async fn snapshot_rows(
