@@ -25,13 +25,9 @@ CREATE TABLE dataset_schemas (
 -- PostgreSQL's ingest throughput, datasets are never deleted, and every insert takes its
 -- dataset_id from the datasets row it has just locked (to reserve sequence numbers).
 --
--- One reading per machine and time. The key leads with the time: readings arrive in time order
--- across a fleet, so a batch lands in a few adjacent pages rather than one page per machine,
--- and training windows, snapshots and retention all select by time.
--- machine_id compares bytewise ("C"), as on SQLite, so the (ts, machine_id) order a
--- snapshot digest is computed in is the same on both databases.
--- `features` is the canonical encoding of the feature values in the order of the row's schema
--- version (see registry/src/datasets/record.rs).
+-- One reading per machine and time. machine_id compares bytewise ("C"), as on SQLite, so the
+-- (machine_id, ts) order a snapshot digest is computed in is the same on both databases. `features` is the canonical encoding of the feature values in
+-- the order of the row's schema version (see registry/src/datasets/record.rs).
 CREATE TABLE records (
     dataset_id     BIGINT NOT NULL,  -- no REFERENCES: see the note above
     machine_id     TEXT    COLLATE "C" NOT NULL,
@@ -39,7 +35,7 @@ CREATE TABLE records (
     seq            BIGINT NOT NULL,
     schema_version BIGINT NOT NULL,
     features       BYTEA    NOT NULL,
-    PRIMARY KEY (dataset_id, ts, machine_id)
+    PRIMARY KEY (dataset_id, machine_id, ts)
 );
 
 -- Labels, which may arrive after their reading; first write wins.
@@ -50,7 +46,7 @@ CREATE TABLE record_labels (
     seq            BIGINT NOT NULL,
     schema_version BIGINT NOT NULL,
     labels         BYTEA    NOT NULL,
-    PRIMARY KEY (dataset_id, ts, machine_id)
+    PRIMARY KEY (dataset_id, machine_id, ts)
 );
 
 -- Records and labels that failed validation, with the reason; nothing is dropped silently.

@@ -25,11 +25,8 @@ CREATE TABLE dataset_schemas (
 -- PostgreSQL's ingest throughput, datasets are never deleted, and every insert takes its
 -- dataset_id from the datasets row it has just locked (to reserve sequence numbers).
 --
--- One reading per machine and time. The key leads with the time: readings arrive in time order
--- across a fleet, so a batch lands in a few adjacent pages rather than one page per machine,
--- and training windows, snapshots and retention all select by time.
--- `features` is the canonical encoding of the feature values in the order of the row's schema
--- version (see registry/src/datasets/record.rs).
+-- One reading per machine and time. `features` is the canonical encoding of the feature values in
+-- the order of the row's schema version (see registry/src/datasets/record.rs).
 CREATE TABLE records (
     dataset_id     INTEGER NOT NULL,  -- no REFERENCES: see the note above
     machine_id     TEXT    NOT NULL,
@@ -37,7 +34,7 @@ CREATE TABLE records (
     seq            INTEGER NOT NULL,
     schema_version INTEGER NOT NULL,
     features       BLOB    NOT NULL,
-    PRIMARY KEY (dataset_id, ts, machine_id)
+    PRIMARY KEY (dataset_id, machine_id, ts)
 ) WITHOUT ROWID;
 
 -- Labels, which may arrive after their reading; first write wins.
@@ -48,7 +45,7 @@ CREATE TABLE record_labels (
     seq            INTEGER NOT NULL,
     schema_version INTEGER NOT NULL,
     labels         BLOB    NOT NULL,
-    PRIMARY KEY (dataset_id, ts, machine_id)
+    PRIMARY KEY (dataset_id, machine_id, ts)
 ) WITHOUT ROWID;
 
 -- Records and labels that failed validation, with the reason; nothing is dropped silently.
