@@ -67,6 +67,8 @@ pub struct Store {
     writer: Writer,
     backend: Backend,
     pub(crate) tokens: std::sync::Arc<crate::tokens::TokenCache>,
+    /// Counts committed changes to model aliases in this process (see [`Store::alias_changes`]).
+    aliases: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Where writes go: PostgreSQL's pool (many writers), or SQLite's one held connection.
@@ -193,6 +195,7 @@ impl Store {
         })?;
         tracing::Span::current().record("backend", tracing::field::debug(backend));
         let tokens = Default::default();
+        let aliases = Arc::new(tokio::sync::watch::Sender::new(0));
         let store = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(&options.url);
@@ -213,6 +216,7 @@ impl Store {
                     }))),
                     backend,
                     tokens,
+                    aliases: aliases.clone(),
                 }
             }
             Backend::Postgres => {
@@ -227,6 +231,7 @@ impl Store {
                     writer: Writer::Pool(pool),
                     backend,
                     tokens,
+                    aliases: aliases.clone(),
                 }
             }
         };
@@ -271,6 +276,19 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// A receiver that sees a new value after every committed change to a model alias made
+    /// through this process's store (set, delete, promotion, rollback, a model renamed or
+    /// deleted). Servers re-resolve `champion` when it changes; changes made by another process
+    /// on the same database are not seen here, so they also re-resolve periodically.
+    pub fn alias_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.aliases.subscribe()
+    }
+
+    /// Called after a transaction that changed an alias has committed.
+    pub(crate) fn aliases_changed(&self) {
+        self.aliases.send_modify(|n| *n += 1);
     }
 
     /// The database this store runs on.

@@ -323,6 +323,7 @@ impl Store {
         move_champion(&mut tx, &d.model_name, version).await?;
         let entry = append(&mut tx, actor, Decision::Promoted, d, None).await?;
         tx.commit().await?;
+        self.aliases_changed();
         Ok(entry)
     }
 
@@ -423,6 +424,7 @@ impl Store {
         }
         let entry = append(&mut tx, actor, decision, &d, Some(pending_id)).await?;
         tx.commit().await?;
+        self.aliases_changed();
         Ok(entry)
     }
 
@@ -471,6 +473,7 @@ impl Store {
         };
         let entry = append(&mut tx, actor, Decision::RolledBack, &d, None).await?;
         tx.commit().await?;
+        self.aliases_changed();
         Ok(entry)
     }
 

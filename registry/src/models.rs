@@ -407,6 +407,7 @@ impl Store {
         .await?;
         let model = load_model(&mut tx, new_name).await?;
         tx.commit().await?;
+        self.aliases_changed();
         Ok(model)
     }
 
@@ -461,6 +462,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.aliases_changed();
         Ok(())
     }
 
@@ -728,6 +730,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.aliases_changed();
         Ok(())
     }
 
@@ -832,6 +835,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.aliases_changed();
         Ok(())
     }
 
@@ -881,6 +885,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.aliases_changed();
         Ok(())
     }
 }

@@ -64,4 +64,11 @@ pub trait Model: Send + Sync {
 
     /// Predicts every row of `frame`, whose columns are in [`ModelInfo::features`] order.
     fn predict(&self, frame: &FeatureFrame) -> Result<Predictions, ModelError>;
+
+    /// Whether each input feature, in [`ModelInfo::features`] order, is numeric (else
+    /// categorical): how request values are read into a [`FeatureFrame`]. All numeric unless a
+    /// model says otherwise.
+    fn numeric_inputs(&self) -> Vec<bool> {
+        vec![true; self.info().features.len()]
+    }
 }

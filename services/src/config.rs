@@ -39,6 +39,10 @@ pub struct Overrides {
     /// Seconds between automatic prunes of each dataset with retention_days (0: only on request).
     #[arg(long, env = "REFIT_RETENTION_INTERVAL_SECS", global = true)]
     pub retention_interval_secs: Option<u64>,
+    /// ONNX Runtime's shared library (libonnxruntime.so from the onnxruntime wheel); default:
+    /// ORT_DYLIB_PATH. Without it refit serves native models only.
+    #[arg(long, env = "REFIT_ONNX_RUNTIME", global = true)]
+    pub onnx_runtime: Option<PathBuf>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are refused.
@@ -54,6 +58,7 @@ pub struct FileConfig {
     log: Option<String>,
     training_lease_secs: Option<u64>,
     retention_interval_secs: Option<u64>,
+    onnx_runtime: Option<PathBuf>,
 }
 
 /// A size in bytes, written as an integer or a string such as `"16MiB"`.
@@ -124,6 +129,8 @@ pub struct Config {
     pub training_lease_secs: u64,
     /// Seconds between automatic prunes of each dataset with retention (default 3600; 0: never).
     pub retention_interval_secs: u64,
+    /// ONNX Runtime's shared library; `None`: `ORT_DYLIB_PATH`, if set.
+    pub onnx_runtime: Option<PathBuf>,
 }
 
 impl Config {
@@ -140,6 +147,7 @@ impl Config {
             log: "warn".into(),
             training_lease_secs: 60,
             retention_interval_secs: 3600,
+            onnx_runtime: None,
         }
     }
 
@@ -195,6 +203,7 @@ impl Config {
                 .retention_interval_secs
                 .or(from_file.retention_interval_secs)
                 .unwrap_or(3600),
+            onnx_runtime: over.onnx_runtime.clone().or(from_file.onnx_runtime),
             data_dir,
         };
         if config.max_body_size < 1024 {

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use refit_registry::tokens::Role;
 use refit_registry::{Actor, Store, StoreOptions};
+use refit_scorer::onnx::OnnxRuntime;
+use refit_scorer::serving::ModelServer;
 use refit_trainer::scheduler::Scheduler;
 use refit_trainer::trainer::Trainer;
 use tokio::net::TcpListener;
@@ -27,6 +29,21 @@ pub struct Application {
     pub bootstrap_token: Option<String>,
 }
 
+/// ONNX Runtime from the configured library (or `ORT_DYLIB_PATH`), or why it is unavailable:
+/// then refit serves native models and says what is missing when an ONNX model is used.
+fn onnx_runtime(config: &Config) -> Result<OnnxRuntime, String> {
+    match OnnxRuntime::init(config.onnx_runtime.as_deref()) {
+        Ok(runtime) => {
+            tracing::info!(library = %runtime.library().display(), "ONNX Runtime loaded");
+            Ok(runtime)
+        }
+        Err(e) => {
+            tracing::warn!("ONNX models cannot be served: {e}");
+            Err(e.to_string())
+        }
+    }
+}
+
 impl Application {
     /// Opens (and migrates) the database, creates the first admin token if there is none, and
     /// binds the listener.
@@ -43,7 +60,9 @@ impl Application {
         let scheduler = Scheduler::start(trainer, retention_every)
             .await
             .context("starting the training scheduler")?;
+        let models = Arc::new(ModelServer::new(store.clone(), onnx_runtime(&config)));
         let state = AppState {
+            models,
             store,
             config: Arc::new(config),
             metrics: Default::default(),

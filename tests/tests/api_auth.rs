@@ -43,6 +43,7 @@ const ADMIN: &[Role] = &[Admin];
 const READ_DATA: &[Role] = &[Admin, Scientist, Operator];
 const INGEST: &[Role] = &[Admin, Ingest];
 const OPERATE: &[Role] = &[Admin, Operator];
+const SCORE: &[Role] = &[Admin, Scientist, Operator, Consumer];
 const EVERYONE: &[Role] = &[Admin, Scientist, Operator, Consumer, Ingest];
 
 /// The role matrix, one row per operation. Reads come before writes, and deletions last, so that
@@ -51,7 +52,7 @@ const EVERYONE: &[Role] = &[Admin, Scientist, Operator, Consumer, Ingest];
 #[rustfmt::skip]
 fn matrix() -> Vec<Operation> {
     use Body::{Bytes, Json, None};
-    let rows: [(&str, &str, &[Role], Body); 79] = [
+    let rows: [(&str, &str, &[Role], Body); 82] = [
         ("GET",    "/api/v1/experiments",                                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/{experiment_id}",                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/by-name/{name}",                   READ_RUNS,   None),
@@ -101,6 +102,8 @@ fn matrix() -> Vec<Operation> {
         ("POST",   "/api/v1/promotions/{id}/approve",                      OPERATE,     Json("{}")),
         ("POST",   "/api/v1/promotions/{id}/reject",                       OPERATE,     Json(r#"{"reason": "not now"}"#)),
         ("POST",   "/api/v1/models/{name}/rollback",                       OPERATE,     Json(r#"{"version": 1}"#)),
+        ("POST",   "/api/v1/models/{name}/score",                          SCORE,       Json(r#"[{"x": 1}]"#)),
+        ("POST",   "/api/v1/models/{name}/invocations",                    SCORE,       Json(r#"{"instances": [[1]]}"#)),
         ("POST",   "/api/v1/experiments",                                  WRITE,       Json(r#"{"name": "another"}"#)),
         ("PATCH",  "/api/v1/experiments/{experiment_id}",                  WRITE,       Json(r#"{"name": "matrix"}"#)),
         ("PUT",    "/api/v1/experiments/{experiment_id}/tags/{key}",       WRITE,       Json(r#"{"value": "v"}"#)),
@@ -118,6 +121,7 @@ fn matrix() -> Vec<Operation> {
         ("PUT",    "/api/v1/models/{name}/versions/{version}/tags/{key}",  WRITE,       Json(r#"{"value": "v"}"#)),
         ("POST",   "/api/v1/models/{name}/versions/{version}/stage",       WRITE,       Json(r#"{"stage": "Staging"}"#)),
         ("PUT",    "/api/v1/models/{name}/aliases/{alias}",                WRITE,       Json(r#"{"version": 1}"#)),
+        ("POST",   "/api/v1/models/{name}/onnx",                           WRITE,       Json(r#"{"run_id": "{run_id}", "dataset": "matrix", "features": ["x"]}"#)),
         ("POST",   "/api/v1/tokens",                                       ADMIN,       Json(r#"{"name": "fresh", "role": "consumer"}"#)),
         ("DELETE", "/api/v1/tokens/{id_or_name}",                          ADMIN,       None),
         ("DELETE", "/api/v1/models/{name}/aliases/{alias}",                WRITE,       None),

@@ -16,6 +16,7 @@ use refit_registry::runs::{
 use refit_registry::training::{Job, JobStatus};
 use refit_registry::{Actor, Store};
 use refit_scorer::native::{FORMAT, NativeModel};
+use refit_scorer::onnx::OnnxRuntime;
 use refit_scorer::{Model, ModelInfo, Task};
 use serde::Serialize;
 use serde_json::json;
@@ -631,9 +632,9 @@ impl Trainer {
         let champion_version = self.store.champion_version(&model_name).await?;
         let (champion_metrics, champion_note) = match champion_version {
             None => (None, Some("the model has no champion yet".to_string())),
-            Some(v) => match load_native_model(&self.store, &model_name, v).await {
+            Some(v) => match load_champion(&self.store, &model_name, v).await {
                 Ok(champion) => match evaluate_champion(
-                    &champion,
+                    champion.as_ref(),
                     holdout_rows,
                     schema,
                     spec,
@@ -912,42 +913,25 @@ async fn fit_model(
     .map_err(|e| TrainError::Data(format!("the fit was aborted: {e}")))?
 }
 
-/// Loads a model version's native model file.
-pub async fn load_native_model(
+/// The champion of `model`, native or ONNX, loaded through the scorer as the server serves it.
+async fn load_champion(
     store: &Store,
     model: &str,
     version: i64,
-) -> Result<NativeModel, String> {
-    let v = store
-        .get_model_version(model, version)
+) -> Result<std::sync::Arc<dyn Model>, String> {
+    let onnx = OnnxRuntime::get();
+    let onnx = onnx
+        .as_ref()
+        .ok_or("ONNX Runtime is not loaded (set onnx_runtime in the config or ORT_DYLIB_PATH)");
+    refit_scorer::serving::load_version(store, model, version, onnx)
         .await
-        .map_err(|e| e.to_string())?;
-    let run_id = v
-        .source
-        .strip_prefix("runs:/")
-        .and_then(|rest| rest.split('/').next())
-        .ok_or_else(|| format!("source '{}' is not a run's model", v.source))?;
-    let run = store.get_run(run_id).await.map_err(|e| e.to_string())?;
-    let root = run
-        .info
-        .artifact_root()
-        .ok_or("the run's artifacts are not stored by refit")?;
-    let (_, mut stream) = store
-        .open_artifact(&format!("{root}/model/model.json"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    use futures_util::StreamExt;
-    while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
-    }
-    NativeModel::from_json(&bytes).map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Metrics of the champion on the holdout rows, its own features taken by name. Refused (with
 /// the reason) when its task or classes differ from the data's, or a feature is gone.
 fn evaluate_champion(
-    champion: &NativeModel,
+    champion: &dyn Model,
     rows: &[SnapshotRow],
     schema: &Schema,
     spec: &TrainingSpec,

@@ -75,6 +75,14 @@ impl Model for NativeModel {
         &self.info
     }
 
+    fn numeric_inputs(&self) -> Vec<bool> {
+        self.encoder
+            .inputs
+            .iter()
+            .map(|input| matches!(input, InputEncoding::Numeric { .. }))
+            .collect()
+    }
+
     fn predict(&self, frame: &FeatureFrame) -> Result<Predictions, ModelError> {
         let x = self.encoder.encode(frame)?;
         let width = self.encoder.width();

@@ -36,6 +36,8 @@ pub enum Permission {
     ReadTraining,
     /// Approve or reject pending promotions, roll back, pin.
     Operate,
+    /// Score rows with a registered model (batch scoring endpoints).
+    Score,
 }
 
 impl Permission {
@@ -55,6 +57,7 @@ impl Permission {
             Permission::WriteSpecs => matches!(role, Admin | Scientist),
             Permission::ReadTraining => matches!(role, Admin | Scientist | Operator),
             Permission::Operate => matches!(role, Admin | Operator),
+            Permission::Score => matches!(role, Admin | Scientist | Operator | Consumer),
         }
     }
 }
@@ -93,7 +96,8 @@ pub mod can {
         Ingest,
         WriteSpecs,
         ReadTraining,
-        Operate
+        Operate,
+        Score
     );
 }
 

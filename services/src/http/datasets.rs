@@ -129,7 +129,7 @@ pub struct RowsQuery {
 
 /// Whether a body is NDJSON: by its content type (`application/x-ndjson`, `application/ndjson`,
 /// `application/jsonl`); otherwise it must be a JSON array.
-fn is_ndjson(headers: &HeaderMap) -> bool {
+pub(crate) fn is_ndjson(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

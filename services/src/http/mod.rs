@@ -9,7 +9,9 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod onnx;
 pub mod runs;
+pub mod scoring;
 pub mod state;
 pub mod tokens;
 pub mod training;
@@ -39,6 +41,7 @@ pub use state::AppState;
         (name = "datasets", description = "Machine-data history: schemas, ingest, snapshots"),
         (name = "training", description = "Training specs and jobs"),
         (name = "promotions", description = "The promotion ledger and operators' actions"),
+        (name = "scoring", description = "Batch scoring with a model's champion (refit, MLflow and Open Inference Protocol forms)"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The audit log"),
     )
@@ -70,7 +73,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(models::router())
                 .merge(tokens::router())
                 .merge(datasets::router())
-                .merge(training::router()),
+                .merge(training::router())
+                .merge(scoring::router())
+                .merge(onnx::router()),
         )
         .split_for_parts();
     // axum writes wildcards as `{*path}`; OpenAPI path templates have no such syntax.
@@ -92,6 +97,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(swagger)
+        .merge(scoring::v2_router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

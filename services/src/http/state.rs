@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use refit_registry::Store;
+use refit_scorer::serving::ModelServer;
 use refit_trainer::scheduler::Scheduler;
 
 use crate::config::Config;
@@ -19,4 +20,6 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     /// The training loop: schedules, triggers and the job worker.
     pub scheduler: Scheduler,
+    /// Registered models' aliases resolved to loaded models, for scoring.
+    pub models: Arc<ModelServer>,
 }

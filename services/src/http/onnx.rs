@@ -1,0 +1,212 @@
+//! `POST /api/v1/models/{name}/onnx`: an ONNX model a data scientist made elsewhere (e.g.
+//! scikit-learn + skl2onnx), uploaded as a run's artifact the MLflow way, becomes a model version
+//! bound to a dataset and a feature order — after refit has opened it and checked its inputs and
+//! outputs against the dataset's schema, so a model that cannot score the dataset is refused
+//! with the exact reason instead of failing later on live records.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use futures_util::StreamExt;
+use refit_registry::Error as RegistryError;
+use refit_registry::experiments::Tag;
+use refit_registry::models::{ModelVersion, NewModelVersion};
+use refit_scorer::onnx::{OnnxModel, OnnxOptions};
+use refit_scorer::serving::{ONNX_BINDING_FILE, ONNX_BINDING_FORMAT, OnnxBinding};
+use refit_scorer::{Model, Task};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Can, can};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Json, Path};
+use super::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register_onnx))
+}
+
+/// An ONNX file already uploaded to a run, to register as a version of the model.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterOnnx {
+    /// The run whose artifacts hold the file.
+    run_id: String,
+    /// The file's path in the run's artifacts (default `model/model.onnx`).
+    #[serde(default)]
+    path: Option<String>,
+    /// The dataset whose records the model scores.
+    dataset: String,
+    /// The dataset's features, in the order of the model's input columns.
+    features: Vec<String>,
+    /// `regression`, `binary` or `multiclass`; default: inferred from the outputs.
+    #[serde(default)]
+    task: Option<Task>,
+    /// Class labels by probability column; default: the graph's own labels.
+    #[serde(default)]
+    classes: Option<Vec<String>>,
+    /// Free text for the version.
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// The registered version and what it is bound to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisteredOnnx {
+    model_version: ModelVersion,
+    binding: OnnxBindingView,
+}
+
+/// What binds the model to its dataset.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OnnxBindingView {
+    dataset: String,
+    features: Vec<String>,
+    task: Task,
+    classes: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/models/{name}/onnx", tag = "models", request_body = RegisterOnnx,
+    params(("name" = String, Path, description = "Registered model (created if missing)")),
+    responses((status = 201, description = "Checked and registered", body = RegisteredOnnx),
+              (status = 400, description = "The model does not fit the dataset: the exact reason", body = ErrorBody),
+              (status = 404, description = "No such run, file or dataset", body = ErrorBody),
+              (status = 501, description = "ONNX Runtime is not available on this server", body = ErrorBody)))]
+async fn register_onnx(
+    State(state): State<AppState>,
+    caller: Can<can::WriteModels>,
+    Path(name): Path<String>,
+    Json(b): Json<RegisterOnnx>,
+) -> ApiResult<(StatusCode, axum::Json<RegisteredOnnx>)> {
+    let path = b.path.unwrap_or_else(|| "model/model.onnx".into());
+    let path = path.trim_matches('/').to_string();
+    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+    if !file.ends_with(".onnx") {
+        return Err(ApiError::invalid(format!("'{path}' is not an .onnx file")));
+    }
+    if file == ONNX_BINDING_FILE || file == "model.json" {
+        return Err(ApiError::invalid(format!(
+            "'{file}' is a name refit reserves"
+        )));
+    }
+    let dataset = state.store.get_dataset(&b.dataset).await?;
+    let columns: Vec<(&str, _)> = dataset
+        .schema
+        .features
+        .iter()
+        .map(|c| (c.name.as_str(), c.kind))
+        .collect();
+
+    let run = state.store.get_run(&b.run_id).await?;
+    let root = run.info.artifact_root().ok_or_else(|| {
+        ApiError::invalid(format!(
+            "run {} keeps its artifacts outside refit",
+            b.run_id
+        ))
+    })?;
+    let (_, mut stream) = state
+        .store
+        .open_artifact(&format!("{root}/{path}"))
+        .await
+        .map_err(|e| match e {
+            RegistryError::NotFound(_) => ApiError::not_found(format!(
+                "run {} has no artifact '{path}'; upload the .onnx file there first",
+                b.run_id
+            )),
+            other => other.into(),
+        })?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk?);
+    }
+
+    let runtime = state
+        .models
+        .onnx()
+        .map_err(|why| ApiError::new(StatusCode::NOT_IMPLEMENTED, "ONNX_RUNTIME_MISSING", why))?;
+    let options = OnnxOptions {
+        task: b.task,
+        classes: b.classes,
+        ..OnnxOptions::default()
+    };
+    let features = b.features;
+    let model = tokio::task::spawn_blocking({
+        let (runtime, features) = (runtime.clone(), features.clone());
+        move || {
+            let model = OnnxModel::load(&runtime, &bytes, features, &options)?;
+            Ok::<_, refit_scorer::onnx::OnnxError>(model)
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
+    model
+        .check_features(&columns)
+        .map_err(|e| ApiError::invalid(format!("{e} (dataset '{}')", dataset.name)))?;
+
+    let info = model.info();
+    let binding = OnnxBinding {
+        format: ONNX_BINDING_FORMAT.to_string(),
+        file: file.to_string(),
+        dataset: dataset.name.clone(),
+        features,
+        task: info.task,
+        classes: info.classes.clone(),
+    };
+    let actor = caller.actor();
+    let binding_path = if dir.is_empty() {
+        format!("{root}/{ONNX_BINDING_FILE}")
+    } else {
+        format!("{root}/{dir}/{ONNX_BINDING_FILE}")
+    };
+    let binding_json = serde_json::to_vec_pretty(&binding).map_err(ApiError::internal)?;
+    state
+        .store
+        .put_artifact_bytes(&actor, &binding_path, &binding_json)
+        .await?;
+    match state.store.get_registered_model(&name).await {
+        Ok(_) => {}
+        Err(RegistryError::NotFound(_)) => {
+            state
+                .store
+                .create_registered_model(&actor, &name, None, &[])
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let tag = |key: &str, value: String| Tag {
+        key: key.to_string(),
+        value,
+    };
+    let version = state
+        .store
+        .create_model_version(
+            &actor,
+            &name,
+            NewModelVersion {
+                source: format!("runs:/{}/{dir}", b.run_id),
+                run_id: Some(b.run_id.clone()),
+                run_link: None,
+                description: b.description,
+                tags: vec![
+                    tag("refit.format", "onnx".into()),
+                    tag("refit.dataset", binding.dataset.clone()),
+                    tag("refit.features", binding.features.join(",")),
+                ],
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(RegisteredOnnx {
+            model_version: version,
+            binding: OnnxBindingView {
+                dataset: binding.dataset,
+                features: binding.features,
+                task: binding.task,
+                classes: binding.classes,
+            },
+        }),
+    ))
+}

@@ -1,0 +1,275 @@
+//! ONNX models over HTTP: a model made by scikit-learn + skl2onnx is uploaded to a run, registered
+//! against a dataset (refit opens it and checks it against the schema), made champion, and scores
+//! exactly as onnxruntime (Python) does; models that do not fit are refused with the reason; a
+//! server without ONNX Runtime still serves native models and names what is missing.
+
+#[path = "../../scorer/tests/onnx/fixtures.rs"]
+mod fixtures;
+
+use fixtures::fixtures;
+use refit_tests::{Db, TestApp, expect_error, expect_json, spawn_app_beside, spawn_app_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A model made by `make_models.py` and onnxruntime's outputs for its probe rows.
+fn case(name: &str) -> (Vec<u8>, Value) {
+    let dir = &fixtures().dir;
+    let bytes = std::fs::read(dir.join(format!("{name}.onnx"))).unwrap();
+    let case = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap());
+    (bytes, case.unwrap())
+}
+
+/// A dataset with the five AI4I readings the fixtures were trained on, plus a categorical column.
+async fn create_dataset(app: &TestApp) {
+    let mut features: Vec<Value> = case("logistic").1["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| json!({"name": f, "kind": "numeric", "nullable": true}))
+        .collect();
+    features.push(json!({"name": "kind", "kind": "categorical"}));
+    let response = app
+        .admin(Method::POST, "/api/v1/datasets")
+        .json(&json!({"name": "press", "features": features}))
+        .send()
+        .await
+        .unwrap();
+    expect_json(response, 201).await;
+}
+
+/// A run holding `name`'s .onnx file at `path`; returns the run id.
+async fn upload(app: &TestApp, name: &str, path: &str) -> String {
+    let run = app
+        .admin(Method::POST, "/api/v1/runs")
+        .json(&json!({"experiment_id": "0", "run_name": name}))
+        .send()
+        .await
+        .unwrap();
+    let run_id = expect_json(run, 201).await["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let put = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/runs/{run_id}/artifacts/{path}"),
+        )
+        .body(case(name).0)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    run_id
+}
+
+fn register(app: &TestApp, model: &str, body: Value) -> reqwest::RequestBuilder {
+    app.admin(Method::POST, &format!("/api/v1/models/{model}/onnx"))
+        .json(&body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
+    let library = fixtures().library.clone();
+    let app = spawn_app_with(Db::Sqlite, |c| c.onnx_runtime = Some(library)).await;
+    create_dataset(&app).await;
+    let (_, logistic) = case("logistic");
+    let features = logistic["features"].clone();
+
+    let run_id = upload(&app, "logistic", "model/model.onnx").await;
+    let registered = expect_json(
+        register(
+            &app,
+            "press-onnx",
+            json!({"run_id": run_id, "dataset": "press", "features": features, "task": "binary"}),
+        )
+        .send()
+        .await
+        .unwrap(),
+        201,
+    )
+    .await;
+    assert_eq!(registered["model_version"]["version"], 1);
+    assert_eq!(
+        registered["model_version"]["source"],
+        format!("runs:/{run_id}/model")
+    );
+    assert_eq!(
+        registered["binding"],
+        json!({"dataset": "press", "features": features, "task": "binary", "classes": ["0", "1"]})
+    );
+    let alias = app
+        .admin(Method::PUT, "/api/v1/models/press-onnx/aliases/champion")
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alias.status(), 204);
+
+    // The probe rows scored through refit, against onnxruntime's own probabilities.
+    let names: Vec<&str> = features
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let rows: Vec<Value> = logistic["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let mut record = serde_json::Map::new();
+            for (name, v) in names.iter().zip(row.as_array().unwrap()) {
+                record.insert(name.to_string(), v.clone());
+            }
+            Value::Object(record)
+        })
+        .collect();
+    let scored = expect_json(
+        app.admin(Method::POST, "/api/v1/models/press-onnx/score")
+            .json(&rows)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(scored["version"], 1);
+    let expected = logistic["probabilities"].as_array().unwrap();
+    let labels = logistic["label"].as_array().unwrap();
+    assert_eq!(scored["scores"].as_array().unwrap().len(), expected.len());
+    for ((score, want), label) in scored["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(expected)
+        .zip(labels)
+    {
+        assert_eq!(score["prediction"], json!(label.to_string()));
+        for (class, p) in ["0", "1"].iter().zip(want.as_array().unwrap()) {
+            let got = &score["probabilities"][class];
+            match p.as_f64() {
+                Some(p) => {
+                    let got = got.as_f64().unwrap();
+                    assert!((got - p).abs() <= 1e-6, "{got} vs {p}");
+                }
+                // NaN in onnxruntime's output (a missing reading): no number here either.
+                None => assert_eq!(got, &Value::Null, "{score}"),
+            }
+        }
+    }
+    let meta = expect_json(
+        app.admin(Method::GET, "/v2/models/press-onnx")
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(meta["platform"], "onnx");
+
+    // Models that do not fit are refused with the reason, and nothing is registered.
+    let zipmap = upload(&app, "zipmap", "model/model.onnx").await;
+    let narrow = upload(&app, "narrow", "model/model.onnx").await;
+    let mut with_kind = names.clone();
+    with_kind[4] = "kind";
+    let mut unknown = names.clone();
+    unknown[0] = "humidity";
+    for (body, status, message) in [
+        (
+            json!({"run_id": zipmap, "dataset": "press", "features": names}),
+            400,
+            "options={'zipmap': False}",
+        ),
+        (
+            json!({"run_id": narrow, "dataset": "press", "features": names}),
+            400,
+            "has 4 columns (shape [N, 4]), but 5 features are bound",
+        ),
+        (
+            json!({"run_id": run_id, "dataset": "press", "features": with_kind}),
+            400,
+            "feature 'kind' is categorical",
+        ),
+        (
+            json!({"run_id": run_id, "dataset": "press", "features": unknown}),
+            400,
+            "feature 'humidity' is not a column",
+        ),
+        (
+            json!({"run_id": run_id, "dataset": "press", "features": names, "task": "regression"}),
+            400,
+            "the task is regression, but the model is a classifier",
+        ),
+        (
+            json!({"run_id": run_id, "dataset": "nope", "features": names}),
+            404,
+            "",
+        ),
+        (
+            json!({"run_id": run_id, "dataset": "press", "features": names, "path": "model/other.onnx"}),
+            404,
+            "no artifact 'model/other.onnx'",
+        ),
+        (
+            json!({"run_id": run_id, "dataset": "press", "features": names, "path": "model/model.json"}),
+            400,
+            "not an .onnx file",
+        ),
+    ] {
+        let response = register(&app, "press-onnx", body.clone())
+            .send()
+            .await
+            .unwrap();
+        let code = if status == 404 {
+            "RESOURCE_DOES_NOT_EXIST"
+        } else {
+            "INVALID_PARAMETER_VALUE"
+        };
+        expect_error(response, status, code, message).await;
+    }
+    let versions = expect_json(
+        app.admin(Method::GET, "/api/v1/models/press-onnx/versions")
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(
+        versions["model_versions"].as_array().unwrap().len(),
+        1,
+        "{versions}"
+    );
+
+    // A second server on the same database without ONNX Runtime: it runs, and says what is
+    // missing when the ONNX model is used or uploaded.
+    let bare = spawn_app_beside(&app, |c| {
+        c.onnx_runtime = Some("/nowhere/libonnxruntime.so".into())
+    })
+    .await;
+    let response = bare
+        .admin(Method::POST, "/api/v1/models/press-onnx/score")
+        .json(&rows[..1])
+        .send()
+        .await
+        .unwrap();
+    let message = expect_error(
+        response,
+        501,
+        "ONNX_RUNTIME_MISSING",
+        "/nowhere/libonnxruntime.so",
+    )
+    .await;
+    assert!(message.contains("ORT_DYLIB_PATH"), "{message}");
+    let response = register(
+        &bare,
+        "press-onnx",
+        json!({"run_id": run_id, "dataset": "press", "features": names}),
+    )
+    .send()
+    .await
+    .unwrap();
+    expect_error(response, 501, "ONNX_RUNTIME_MISSING", "does not exist").await;
+    bare.stop().await;
+    app.stop().await;
+}
