@@ -7,9 +7,11 @@
 pub mod drift;
 pub mod frame;
 pub mod model;
+pub mod monitoring;
 pub mod native;
 pub mod onnx;
 pub mod serving;
+pub mod stream;
 
 pub use frame::{FeatureColumn, FeatureFrame};
 pub use model::{Model, ModelError, ModelInfo, Predictions, Task};

@@ -39,6 +39,9 @@ pub struct Overrides {
     /// Seconds between automatic prunes of each dataset with retention_days (0: only on request).
     #[arg(long, env = "REFIT_RETENTION_INTERVAL_SECS", global = true)]
     pub retention_interval_secs: Option<u64>,
+    /// Score batches a stream subscriber may fall behind before it is disconnected.
+    #[arg(long, env = "REFIT_SUBSCRIBER_BUFFER", global = true)]
+    pub subscriber_buffer: Option<usize>,
     /// ONNX Runtime's shared library (libonnxruntime.so from the onnxruntime wheel); default:
     /// ORT_DYLIB_PATH. Without it refit serves native models only.
     #[arg(long, env = "REFIT_ONNX_RUNTIME", global = true)]
@@ -58,6 +61,7 @@ pub struct FileConfig {
     log: Option<String>,
     training_lease_secs: Option<u64>,
     retention_interval_secs: Option<u64>,
+    subscriber_buffer: Option<usize>,
     onnx_runtime: Option<PathBuf>,
 }
 
@@ -129,6 +133,8 @@ pub struct Config {
     pub training_lease_secs: u64,
     /// Seconds between automatic prunes of each dataset with retention (default 3600; 0: never).
     pub retention_interval_secs: u64,
+    /// Score batches a stream subscriber may fall behind before it is disconnected (default 1024).
+    pub subscriber_buffer: usize,
     /// ONNX Runtime's shared library; `None`: `ORT_DYLIB_PATH`, if set.
     pub onnx_runtime: Option<PathBuf>,
 }
@@ -147,6 +153,7 @@ impl Config {
             log: "warn".into(),
             training_lease_secs: 60,
             retention_interval_secs: 3600,
+            subscriber_buffer: 1024,
             onnx_runtime: None,
         }
     }
@@ -203,11 +210,18 @@ impl Config {
                 .retention_interval_secs
                 .or(from_file.retention_interval_secs)
                 .unwrap_or(3600),
+            subscriber_buffer: over
+                .subscriber_buffer
+                .or(from_file.subscriber_buffer)
+                .unwrap_or(1024),
             onnx_runtime: over.onnx_runtime.clone().or(from_file.onnx_runtime),
             data_dir,
         };
         if config.max_body_size < 1024 {
             bail!("max_body_size must be at least 1KiB");
+        }
+        if config.subscriber_buffer == 0 {
+            bail!("subscriber_buffer must be at least 1");
         }
         if config.training_lease_secs == 0 {
             bail!("training_lease_secs must be at least 1");

@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use refit_registry::tokens::Role;
 use refit_registry::{Actor, Store, StoreOptions};
+use refit_scorer::monitoring::DriftMonitors;
 use refit_scorer::onnx::OnnxRuntime;
 use refit_scorer::serving::ModelServer;
+use refit_scorer::stream::StreamHub;
 use refit_trainer::scheduler::Scheduler;
 use refit_trainer::trainer::Trainer;
 use tokio::net::TcpListener;
@@ -61,8 +63,15 @@ impl Application {
             .await
             .context("starting the training scheduler")?;
         let models = Arc::new(ModelServer::new(store.clone(), onnx_runtime(&config)));
+        let drift = drift_monitors(&store, &scheduler);
+        let streams = Arc::new(
+            StreamHub::new(store.clone(), models.clone(), config.subscriber_buffer)
+                .with_drift(drift.clone()),
+        );
         let state = AppState {
+            drift,
             models,
+            streams,
             store,
             config: Arc::new(config),
             metrics: Default::default(),
@@ -94,6 +103,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let scheduler = self.state.scheduler.clone();
+        // Open score streams end when the server stops, or they would hold it open.
+        let streams = self.state.streams.clone();
+        let shutdown = async move {
+            shutdown.await;
+            streams.stop();
+        };
         axum::serve(self.listener, http::app(self.state))
             .with_graceful_shutdown(shutdown)
             .await
@@ -110,6 +125,24 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await
     }
+}
+
+/// The drift monitors, each stored stream report evaluated against the specs' drift triggers
+/// (a queued training wakes the scheduler's worker).
+fn drift_monitors(store: &Store, scheduler: &Scheduler) -> Arc<DriftMonitors> {
+    let monitors = Arc::new(DriftMonitors::new(store.clone()));
+    let (store, scheduler) = (store.clone(), scheduler.clone());
+    monitors.on_report(Arc::new(move |report| {
+        let (store, scheduler, report) = (store.clone(), scheduler.clone(), report.clone());
+        tokio::spawn(async move {
+            match refit_trainer::drift::on_drift_report(&store, &report).await {
+                Ok(jobs) if !jobs.is_empty() => scheduler.notify(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, report = report.id, "drift trigger failed"),
+            }
+        });
+    }));
+    monitors
 }
 
 /// Opens the store named by the configuration and brings its schema up to date.

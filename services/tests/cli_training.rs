@@ -258,3 +258,124 @@ fn specs_are_applied_listed_shown_and_trained_from_the_command_line() {
     }
     server.stop();
 }
+
+/// C-MAPSS FD001 end to end on the real files: the training readings imported from the command
+/// line (engine `unit` as the machine, `cycle` as the time), a gradient-boosting spec for the
+/// remaining useful life trained and promoted, and the served champion scoring the last cycle of
+/// each `test_FD001` engine, judged against `RUL_FD001.txt`: it must clearly beat predicting the
+/// training mean.
+#[test]
+fn cmapss_fd001_remaining_useful_life_is_trained_promoted_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    let train = data.join("train_FD001.csv");
+    let imported = ok(
+        dir,
+        &[
+            "datasets",
+            "import",
+            train.to_str().unwrap(),
+            "--dataset",
+            "fd001",
+            "--entity",
+            "unit",
+            "--time",
+            "cycle",
+            "--labels",
+            "rul",
+        ],
+    );
+    assert!(imported.contains("20,631 accepted"), "{imported}");
+    let mut features: Vec<String> = (1..=3).map(|i| format!("setting_{i}")).collect();
+    features.extend((1..=21).map(|i| format!("sensor_{i:02}")));
+    let spec = json!({
+        "name": "fd001-rul",
+        "dataset": "fd001",
+        "task": "regression",
+        "target": "rul",
+        "features": features,
+        "algorithm": "gradient_boosting",
+        "params": {"n_estimators": 60},
+        "holdout": {"fraction": 0.2},
+        "gate": {"bounds": [{"metric": "r2", "min": 0.3}]},
+    });
+    let file = write(dir, "fd001.json", &spec);
+    ok(dir, &["specs", "apply", &file]);
+    let trained = ok(dir, &["train", "fd001-rul", "--wait"]);
+    assert!(trained.contains("job 1: promoted"), "{trained}");
+
+    // The test engines' last cycles and their true remaining useful life.
+    let read = |name: &str| std::fs::read_to_string(data.join(name)).unwrap();
+    let test = read("test_FD001.csv");
+    let mut lines = test.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut last: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        last.insert(cells[0].parse().unwrap(), cells);
+    }
+    let truth: Vec<f64> = read("RUL_FD001.txt")
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(last.len(), truth.len());
+    let rows: Vec<Value> = last
+        .values()
+        .map(|cells| {
+            let mut row = serde_json::Map::new();
+            for (name, cell) in header.iter().zip(cells) {
+                row.insert(name.to_string(), json!(cell.parse::<f64>().unwrap()));
+            }
+            Value::Object(row)
+        })
+        .collect();
+
+    let server = Server::serve(dir, &[]);
+    let token = std::fs::read_to_string(dir.join("refit-data/admin-token")).unwrap();
+    let scored: Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let response = reqwest::Client::new()
+            .post(server.url("/api/v1/models/fd001-rul/score"))
+            .bearer_auth(token.trim())
+            .json(&rows)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    });
+    server.stop();
+    assert_eq!(scored["version"], 1);
+    let predicted: Vec<f64> = scored["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["prediction"].as_f64().unwrap())
+        .collect();
+    let rmse = |guess: &dyn Fn(usize) -> f64| {
+        let sum: f64 = truth
+            .iter()
+            .enumerate()
+            .map(|(i, y)| (guess(i) - y).powi(2))
+            .sum();
+        (sum / truth.len() as f64).sqrt()
+    };
+    let train_text = read("train_FD001.csv");
+    let rul_at = train_text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "rul")
+        .unwrap();
+    let ruls: Vec<f64> = train_text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(rul_at).unwrap().parse().unwrap())
+        .collect();
+    let mean = ruls.iter().sum::<f64>() / ruls.len() as f64;
+    let model = rmse(&|i| predicted[i]);
+    let baseline = rmse(&|_| mean);
+    eprintln!("FD001 test engines: RMSE {model:.2} (training mean: {baseline:.2})");
+    assert!(model < 0.8 * baseline, "RMSE {model} vs {baseline}");
+}

@@ -97,6 +97,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The data directory.
     pub dir: tempfile::TempDir,
+    /// The server's shared state (its drift monitors, model server...), for driving components
+    /// directly.
+    pub state: refit_services::http::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
@@ -129,6 +132,7 @@ async fn start_app(
         .expect("building the application");
     let address = format!("http://{}", app.local_addr());
     let store = app.state().store.clone();
+    let state = app.state().clone();
     let admin_token = admin_token
         .or_else(|| app.bootstrap_token.clone())
         .expect("a fresh database gets an admin token");
@@ -147,6 +151,7 @@ async fn start_app(
         database_url: url,
         client: reqwest::Client::new(),
         dir,
+        state,
         shutdown: Some(tx),
         server: Some(server),
     }

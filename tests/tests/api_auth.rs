@@ -44,6 +44,8 @@ const READ_DATA: &[Role] = &[Admin, Scientist, Operator];
 const INGEST: &[Role] = &[Admin, Ingest];
 const OPERATE: &[Role] = &[Admin, Operator];
 const SCORE: &[Role] = &[Admin, Scientist, Operator, Consumer];
+const READ_SCORES: &[Role] = &[Admin, Scientist, Operator, Consumer];
+const READ_DRIFT: &[Role] = &[Admin, Scientist, Operator, Consumer];
 const EVERYONE: &[Role] = &[Admin, Scientist, Operator, Consumer, Ingest];
 
 /// The role matrix, one row per operation. Reads come before writes, and deletions last, so that
@@ -52,7 +54,7 @@ const EVERYONE: &[Role] = &[Admin, Scientist, Operator, Consumer, Ingest];
 #[rustfmt::skip]
 fn matrix() -> Vec<Operation> {
     use Body::{Bytes, Json, None};
-    let rows: [(&str, &str, &[Role], Body); 82] = [
+    let rows: [(&str, &str, &[Role], Body); 91] = [
         ("GET",    "/api/v1/experiments",                                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/{experiment_id}",                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/by-name/{name}",                   READ_RUNS,   None),
@@ -85,6 +87,15 @@ fn matrix() -> Vec<Operation> {
         ("POST",   "/api/v1/datasets/{name}/snapshots",                    WRITE,       Json("{}")),
         ("POST",   "/api/v1/datasets/{name}/records",                      INGEST,      Json(r#"[{"machine_id": "m2", "ts": 2000, "x": 1}]"#)),
         ("POST",   "/api/v1/datasets/{name}/labels",                       INGEST,      Json(r#"[{"machine_id": "m1", "ts": 1000, "y": 1}]"#)),
+        ("POST",   "/api/v1/streams/{name}/records",                       INGEST,      Json(r#"[{"machine_id": "m3", "ts": 3000, "x": 1}]"#)),
+        ("GET",    "/api/v1/streams/{name}/scores",                        READ_SCORES, None),
+        ("GET",    "/api/v1/drift/reports",                                READ_DRIFT,  None),
+        ("GET",    "/api/v1/drift/reports/{id}",                           READ_DRIFT,  None),
+        ("GET",    "/api/v1/drift/features/{feature}",                     READ_DRIFT,  None),
+        ("GET",    "/api/v1/drift/machines",                               READ_DRIFT,  None),
+        ("GET",    "/api/v1/drift/settings/{name}",                        READ_DATA,   None),
+        ("POST",   "/api/v1/drift/check",                                  READ_DATA,   Json(r#"{"model": "matrix", "dataset": "matrix", "version": 1}"#)),
+        ("PUT",    "/api/v1/drift/settings/{name}",                        WRITE,       Json(r#"{"window_rows": 100}"#)),
         ("GET",    "/api/v1/specs",                                        READ_DATA,   None),
         ("GET",    "/api/v1/specs/{spec}",                                 READ_DATA,   None),
         ("GET",    "/api/v1/jobs",                                         READ_DATA,   None),
@@ -289,6 +300,28 @@ impl Fixture {
             .await
             .unwrap();
 
+        // A drift report (1) for the drift routes.
+        app.store
+            .create_drift_report(&refit_registry::drift::NewDriftReport {
+                dataset: "matrix".into(),
+                model: "matrix".into(),
+                version: 1,
+                source: refit_registry::drift::ReportSource::Stream,
+                window_start: 1000,
+                window_end: 1000,
+                rows: 1,
+                columns: 0,
+                drifted_columns: 0,
+                share: 0.0,
+                drift_share: 0.5,
+                dataset_drift: false,
+                features: vec![],
+                prediction: None,
+                machines: vec![],
+            })
+            .await
+            .unwrap();
+
         let mut tokens = vec![(Admin, app.admin_token.clone())];
         for role in [Scientist, Operator, Consumer, Ingest] {
             tokens.push((role, app.token(&format!("as-{role}"), role).await));
@@ -312,6 +345,7 @@ impl Fixture {
             .replace("{path}", "dir/file.txt")
             .replace("{id}", "1")
             .replace("{spec}", "matrix")
+            .replace("{feature}", "x")
     }
 
     fn request(

@@ -5,7 +5,7 @@
 
 mod ai4i_support;
 
-use ai4i_support::{Client, Crew, FEATURES, ai4i};
+use ai4i_support::{Client, Crew, FEATURES, ai4i, model_file};
 use refit_registry::datasets::Value as Cell;
 use refit_registry::tokens::Role;
 use refit_scorer::{FeatureFrame, Model, NativeModel};
@@ -53,17 +53,8 @@ async fn trained(crew: &Crew<'_>, model: &str) -> Value {
 }
 
 /// The model file of a run, loaded as the server loads it.
-async fn model_file(client: &Client<'_>, run_id: &str) -> NativeModel {
-    let response = client
-        .request(
-            Method::GET,
-            &format!("/api/v1/runs/{run_id}/artifacts/model/model.json"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    NativeModel::from_json(&response.bytes().await.unwrap()).unwrap()
+async fn native_model(client: &Client<'_>, run_id: &str) -> NativeModel {
+    NativeModel::from_json(&model_file(client, run_id).await.0).unwrap()
 }
 
 /// AI4I readings `udis` as (JSON record with every field, the model's input cells).
@@ -114,7 +105,7 @@ async fn the_champion_scores_in_every_dialect_as_its_model_file_predicts(db: Db)
     let app = spawn_app(db).await;
     let crew = Crew::new(&app).await;
     let first = trained(&crew, "failure").await;
-    let model = model_file(&crew.oscar, first["run_id"].as_str().unwrap()).await;
+    let model = native_model(&crew.oscar, first["run_id"].as_str().unwrap()).await;
     assert_eq!(model.info().classes, ["0", "1"]);
     let consumer = Client::new(&app, "dashboard", Role::Consumer).await;
     let rows = rows(3001..=3200);

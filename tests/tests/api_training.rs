@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 mod ai4i_support;
 
-use ai4i_support::{Client, Crew, FEATURES, JOB_TIMEOUT, ndjson};
+use ai4i_support::{Client, Crew, FEATURES, JOB_TIMEOUT, model_file, ndjson};
 use refit_tests::{Db, expect_error, expect_json, on_both_databases, spawn_app, spawn_app_beside};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -123,20 +123,7 @@ fn metrics(run: &Value) -> BTreeMap<String, f64> {
 
 /// Downloads a run's model file; returns its bytes' sha256 and the `x-content-sha256` header.
 async fn model_file_sha256(client: &Client<'_>, run_id: &str) -> (String, String) {
-    let response = client
-        .request(
-            Method::GET,
-            &format!("/api/v1/runs/{run_id}/artifacts/model/model.json"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let header = response.headers()["x-content-sha256"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let bytes = response.bytes().await.unwrap();
+    let (bytes, header) = model_file(client, run_id).await;
     let model: Value = serde_json::from_slice(&bytes).expect("the model file is JSON");
     assert!(model.is_object(), "{model}");
     (hex::encode(Sha256::digest(&bytes)), header)

@@ -5,6 +5,7 @@
 pub use refit_scorer as scorer;
 
 pub mod algorithms;
+pub mod drift;
 pub mod evaluate;
 pub mod fit;
 pub mod gate;

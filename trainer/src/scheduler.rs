@@ -235,6 +235,12 @@ impl Scheduler {
                     tracing::warn!(error = %e, spec = spec.name, "data-volume trigger failed");
                 }
             }
+            // Drift triggers are evaluated as reports are stored; this catches any missed.
+            match crate::drift::check_drift_triggers(store).await {
+                Ok(jobs) if !jobs.is_empty() => self.notify(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "drift trigger check failed"),
+            }
             if let Some(every) = self.inner.retention_every {
                 self.apply_retention(every, &mut pruned).await;
             }

@@ -154,6 +154,37 @@ pub struct Triggers {
     /// Train when this many new readings were stored since the last training.
     #[serde(default)]
     pub new_rows: Option<u64>,
+    /// Train when the model's drift reports show dataset drift in consecutive windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftTrigger>,
+}
+
+/// The drift trigger: `consecutive` stream drift reports of the spec's model on its dataset in a
+/// row with dataset drift queue a training (trigger `drift`), at most once per `cooldown_secs`,
+/// and each report counts towards one training only (see `crate::drift`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriftTrigger {
+    /// Drifting windows in a row needed (1-100). Default 3.
+    #[serde(default = "default_consecutive")]
+    pub consecutive: u32,
+    /// Least time between two drift-triggered trainings, in seconds (at most 30 days). Default
+    /// 21,600 (6 h).
+    #[serde(default = "default_cooldown")]
+    pub cooldown_secs: u64,
+}
+
+/// Most drifting windows in a row a drift trigger may ask for.
+pub const MAX_DRIFT_CONSECUTIVE: u32 = 100;
+/// Longest drift trigger cooldown, in seconds (30 days).
+pub const MAX_DRIFT_COOLDOWN_SECS: u64 = 30 * 86_400;
+
+fn default_consecutive() -> u32 {
+    3
+}
+
+fn default_cooldown() -> u64 {
+    21_600
 }
 
 /// Why a spec was refused: the field and the reason.
@@ -331,6 +362,23 @@ impl TrainingSpec {
         }
         if self.triggers.new_rows == Some(0) {
             return Err(err("triggers.new_rows", "must be at least 1"));
+        }
+        if let Some(drift) = &self.triggers.drift {
+            if !(1..=MAX_DRIFT_CONSECUTIVE).contains(&drift.consecutive) {
+                return Err(err(
+                    "triggers.drift.consecutive",
+                    format!("{} is outside 1-{MAX_DRIFT_CONSECUTIVE}", drift.consecutive),
+                ));
+            }
+            if drift.cooldown_secs > MAX_DRIFT_COOLDOWN_SECS {
+                return Err(err(
+                    "triggers.drift.cooldown_secs",
+                    format!(
+                        "{} is more than {MAX_DRIFT_COOLDOWN_SECS} (30 days)",
+                        drift.cooldown_secs
+                    ),
+                ));
+            }
         }
         self.gate
             .validate(self.task)

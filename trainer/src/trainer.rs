@@ -15,6 +15,7 @@ use refit_registry::runs::{
 };
 use refit_registry::training::{Job, JobStatus};
 use refit_registry::{Actor, Store};
+use refit_scorer::drift::{PROFILE_FILE, ProfileSampler, ReferenceProfile};
 use refit_scorer::native::{FORMAT, NativeModel};
 use refit_scorer::onnx::OnnxRuntime;
 use refit_scorer::{Model, ModelInfo, Task};
@@ -583,6 +584,21 @@ impl Trainer {
             .store
             .put_artifact_bytes(&actor, &format!("{root}/model/model.json"), &bytes)
             .await?;
+        // The reference profile drift is measured against (see refit_scorer::drift::reference):
+        // the training part's features, sampled by the spec's seed, and the holdout predictions.
+        let profile = ReferenceProfile::build(
+            candidate.info(),
+            &train.frame,
+            Some(&predictions),
+            ProfileSampler::with_seed(spec.seed),
+        );
+        self.store
+            .put_artifact_bytes(
+                &actor,
+                &format!("{root}/model/{PROFILE_FILE}"),
+                &profile.to_json(),
+            )
+            .await?;
 
         let model_name = valid.model.clone();
         match self.store.get_registered_model(&model_name).await {
@@ -677,10 +693,7 @@ impl Trainer {
             champion_metrics: champion_metrics.as_ref().map(evaluate::to_json),
             checks: verdict.checks.clone(),
             reason: champion_note.clone(),
-            cause: job
-                .trigger_detail
-                .as_ref()
-                .map(|d| json!({ "trigger_detail": d })),
+            cause: crate::drift::ledger_cause(&job.trigger, job.trigger_detail.as_deref()),
         };
         let entry: LedgerEntry = if !verdict.passed {
             decision.reason = Some(failed_checks(&verdict.checks));

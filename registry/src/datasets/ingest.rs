@@ -13,6 +13,7 @@ use super::{Dataset, load_dataset};
 use crate::audit::{self, Actor};
 use crate::db::{Backend, Store, now_ms};
 use crate::error::{Error, Result};
+use crate::scores::{NewScore, StoredScore, append_scores};
 use crate::sql::Sql;
 
 /// Most records in one ingest request.
@@ -156,6 +157,56 @@ impl Store {
         ndjson: bool,
         source: &str,
     ) -> Result<IngestReport> {
+        let (report, _, ()) = self
+            .ingest(actor, name, body, ndjson, source, false, |_, _| async {
+                Ok((Vec::new(), ()))
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// Stores a batch of readings as [`Store::ingest_records`] does, and scores exactly the newly
+    /// stored ones in the same transaction: `score` gets the dataset and the accepted readings (in
+    /// request order; duplicates and refused records are not among them) and returns their scores
+    /// and a value handed back to the caller. The scores are appended to the dataset's score log
+    /// under the dataset's row lock, so that a record is stored if and only if its scores are, and
+    /// positions follow commit order. `score` runs while ingest into the dataset is held: it
+    /// should do nothing slow besides scoring.
+    #[tracing::instrument(skip(self, actor, body, score), fields(bytes = body.len()))]
+    pub async fn ingest_records_scored<T, F, Fut>(
+        &self,
+        actor: &Actor,
+        name: &str,
+        body: String,
+        ndjson: bool,
+        source: &str,
+        score: F,
+    ) -> Result<(IngestReport, Vec<StoredScore>, T)>
+    where
+        F: FnOnce(Dataset, Vec<Reading>) -> Fut,
+        Fut: Future<Output = Result<(Vec<NewScore>, T)>>,
+    {
+        self.ingest(actor, name, body, ndjson, source, true, score)
+            .await
+    }
+
+    /// Ingest, with `score` run on the accepted readings inside the transaction (given none
+    /// unless `collect`).
+    #[allow(clippy::too_many_arguments)]
+    async fn ingest<T, F, Fut>(
+        &self,
+        actor: &Actor,
+        name: &str,
+        body: String,
+        ndjson: bool,
+        source: &str,
+        collect: bool,
+        score: F,
+    ) -> Result<(IngestReport, Vec<StoredScore>, T)>
+    where
+        F: FnOnce(Dataset, Vec<Reading>) -> Fut,
+        Fut: Future<Output = Result<(Vec<NewScore>, T)>>,
+    {
         let dataset = self.get_dataset(name).await?;
         let (raws, readings, rejected) = parse_batch(&dataset, body, ndjson, false).await?;
         // A key sent twice in one batch is stored from its first record; the later ones are
@@ -191,7 +242,7 @@ impl Store {
             Table::Records,
             &dataset,
             &rows,
-            with_labels,
+            with_labels || collect,
         )
         .await?;
         if with_labels {
@@ -215,24 +266,44 @@ impl Store {
             .await?;
         }
         store_dead_letters(&mut tx, dataset.id, source, &rejected, &raws).await?;
+        let fresh: Vec<Reading> = if collect {
+            readings
+                .iter()
+                .filter(|r| stored.contains(&(r.machine_id.clone(), r.ts)))
+                .map(|r| (*r).clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (new_scores, extra) = score(dataset.clone(), fresh).await?;
+        let scores = append_scores(&mut tx, dataset.id, new_scores).await?;
         let duplicates = valid - accepted;
+        let scored = if collect {
+            format!(", {} scores", scores.len())
+        } else {
+            String::new()
+        };
         audit::record(
             &mut tx,
             actor,
             "datasets.ingest",
             &format!("dataset:{name}"),
             Some(&format!(
-                "{accepted} accepted, {duplicates} duplicates, {} rejected",
+                "{accepted} accepted, {duplicates} duplicates, {} rejected{scored}",
                 rejected.len()
             )),
         )
         .await?;
         tx.commit().await?;
-        Ok(IngestReport {
-            accepted,
-            duplicates,
-            rejected,
-        })
+        Ok((
+            IngestReport {
+                accepted,
+                duplicates,
+                rejected,
+            },
+            scores,
+            extra,
+        ))
     }
 
     /// Stores labels for readings already stored, keyed by (machine_id, ts). A label equal to the

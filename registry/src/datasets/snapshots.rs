@@ -543,6 +543,45 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("ts")?)).collect()
     }
 
+    /// The rows of `name` under its current schema with event times in `[from, to)`, in
+    /// (ts, machine_id) order, at most `max_rows` (read-only: no snapshot is taken). Returns the
+    /// schema, the rows, and whether more rows were left out.
+    pub async fn read_rows(
+        &self,
+        name: &str,
+        from: i64,
+        to: i64,
+        max_rows: usize,
+    ) -> Result<(Schema, Vec<SnapshotRow>, bool)> {
+        let mut conn = self.read.acquire().await?;
+        let dataset = load_dataset(&mut conn, name).await?;
+        let schema = load_schema(&mut conn, dataset.id, dataset.schema_version).await?;
+        let slice = Slice {
+            dataset_id: dataset.id,
+            schema_version: dataset.schema_version,
+            ts_from: from,
+            ts_to: to,
+            machines: None,
+            max_seq: i64::MAX,
+        };
+        let mut rows = Vec::new();
+        let mut after: Option<(String, i64)> = None;
+        loop {
+            let chunk = scan_chunk(&mut conn, &slice, after.as_ref()).await?;
+            let done = (chunk.len() as i64) < SCAN_CHUNK;
+            after = chunk.last().map(|(m, ts, _, _)| (m.clone(), *ts));
+            for raw in chunk {
+                if rows.len() == max_rows {
+                    return Ok((schema, rows, true));
+                }
+                rows.push(decode_row(&schema, raw)?);
+            }
+            if done {
+                return Ok((schema, rows, false));
+            }
+        }
+    }
+
     /// A snapshot with all its rows in memory (for training).
     pub async fn load_snapshot(
         &self,

@@ -16,7 +16,10 @@
 //! | chi-square | [`CategoryCounts::chisquare`] | Evidently `chisquare` = `scipy.stats.chisquare` |
 //! | z-test | [`CategoryCounts::z_test`] | Evidently `z` (pooled two-proportion test) |
 //! | default test and verdicts | [`numeric_column_drift`], [`categorical_column_drift`], [`dataset_drift`] | Evidently `_get_default_stattest`, `get_dataset_drift` |
-//! | reference profile | [`ProfileSampler`] | — (seeded uniform sample above a bound) |
+//! | reference profile | [`ProfileSampler`], [`ReferenceProfile`] | — (seeded uniform sample above a bound) |
+//!
+//! [`monitor`] cuts live rows into windows and judges each against a model version's
+//! [`ReferenceProfile`] (features, prediction, dataset verdict, per-machine breakdown).
 //!
 //! **Missing values.** Non-finite numbers (`NaN`, `±inf`) and `None` labels are *skipped* in both
 //! samples, as Evidently drops them before any test; sizes, shares and unique counts are over the
@@ -37,9 +40,11 @@
 mod categorical;
 mod divergence;
 pub mod ks;
+pub mod monitor;
 mod numeric;
 mod numpy;
 mod profile;
+pub mod reference;
 pub mod special;
 mod verdict;
 
@@ -48,11 +53,16 @@ pub use divergence::{
     EMPTY_SHARE, LogBase, fill_empty_shares, jensenshannon, population_stability_index,
 };
 pub use ks::{KS_MAX_AUTO_N, Ks, KsMethod, KsMode, ks_2samp, ks_2samp_with, kstwo_sf};
+pub use monitor::{DriftMonitor, MonitorError, MonitorKey, MonitorSettings, Window, judge_window};
 pub use numeric::{
     DecileBins, MIN_NORM_STD, histogram_shares, jensenshannon_sturges, psi_reference_deciles,
     psi_sturges, reference_std, sturges_bin_edges, wasserstein_distance, wasserstein_normed,
 };
 pub use profile::{DEFAULT_PROFILE_BOUND, ProfileSampler};
+pub use reference::{
+    PREDICTION_COLUMN, PROFILE_FILE, PreparedReference, ProfileColumn, ReferenceProfile,
+    load_profile, prediction_column,
+};
 pub use verdict::{
     ColumnKind, ColumnVerdict, DatasetVerdict, DriftParams, DriftTest, ValidDriftParams,
     categorical_column_drift, column_drift, dataset_drift, numeric_column_drift,
@@ -86,9 +96,107 @@ pub enum DriftError {
     },
 }
 
-/// The finite values of a sample, sorted ascending.
+/// The finite values of a sample, sorted ascending (in `f64::total_cmp` order).
+///
+/// Sorting is most of the cost of a drift statistic, so large samples are sorted by an LSD radix
+/// sort on the bits of the values mapped to unsigned integers in `total_cmp` order (the order
+/// `total_cmp` itself is defined by), which gives exactly the sequence `sort_by(total_cmp)` gives.
 fn sorted_finite(values: &[f64]) -> Vec<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    v.sort_by(f64::total_cmp);
-    v
+    let mut keys: Vec<u64> = values
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|x| order_key(*x))
+        .collect();
+    radix_sort(&mut keys);
+    keys.into_iter().map(from_order_key).collect()
+}
+
+/// `x`'s bits as an integer ordered like `f64::total_cmp`.
+fn order_key(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+fn from_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 {
+        key & !(1 << 63)
+    } else {
+        !key
+    })
+}
+
+/// Sorts ascending: LSD radix sort by 11-bit digits (digits all rows share are skipped), or the
+/// standard sort for small inputs.
+fn radix_sort(keys: &mut Vec<u64>) {
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    if keys.len() < 512 {
+        keys.sort_unstable();
+        return;
+    }
+    let mut buffer = vec![0u64; keys.len()];
+    let mut counts = vec![0usize; BUCKETS];
+    let mut shift = 0;
+    while shift < 64 {
+        counts.iter_mut().for_each(|c| *c = 0);
+        for &k in keys.iter() {
+            counts[((k >> shift) as usize) & (BUCKETS - 1)] += 1;
+        }
+        if counts.contains(&keys.len()) {
+            shift += BITS;
+            continue;
+        }
+        let mut total = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = total;
+            total += n;
+        }
+        for &k in keys.iter() {
+            let d = ((k >> shift) as usize) & (BUCKETS - 1);
+            buffer[counts[d]] = k;
+            counts[d] += 1;
+        }
+        std::mem::swap(keys, &mut buffer);
+        shift += BITS;
+    }
+}
+
+#[cfg(test)]
+mod sort_tests {
+    use super::*;
+
+    #[test]
+    fn radix_sort_orders_like_total_cmp() {
+        let mut state = 12345u64;
+        let mut values: Vec<f64> = (0..5000)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                match i % 7 {
+                    0 => -0.0,
+                    1 => 0.0,
+                    2 => f64::NAN,
+                    3 => f64::INFINITY,
+                    4 => ((state >> 11) as f64) * 1e-300,
+                    _ => ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1e6,
+                }
+            })
+            .collect();
+        values.push(f64::MIN);
+        values.push(f64::MAX);
+        let sorted = sorted_finite(&values);
+        let mut expected: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        expected.sort_by(f64::total_cmp);
+        assert_eq!(
+            sorted.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(sorted_finite(&[2.0, -1.0, f64::NAN]), vec![-1.0, 2.0]);
+    }
 }

@@ -8,9 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::divergence::{LogBase, fill_empty_shares, jensenshannon, population_stability_index};
-use super::numpy::{
-    count_at_or_below, histogram_counts, linspace, pairwise_sum, quantile_linear_sorted,
-};
+use super::numpy::{histogram_counts, linspace, pairwise_sum, quantile_linear_sorted};
 use super::{DriftError, sorted_finite};
 
 /// Floor of the reference standard deviation in [`wasserstein_normed`] (Evidently's `0.001`).
@@ -45,20 +43,47 @@ pub fn wasserstein_distance(reference: &[f64], current: &[f64]) -> Result<f64, D
 }
 
 /// SciPy's `_cdf_distance(1, u, v)` over sorted samples.
+///
+/// SciPy sorts the concatenation and finds each value's CDF in both samples by binary search;
+/// here one merge of the two sorted samples yields the same sorted sequence, and two cursors the
+/// same counts, so the terms (and their pairwise sum) are identical, in `O(n + m)`.
 pub(crate) fn wasserstein_sorted(u: &[f64], v: &[f64]) -> f64 {
-    let mut all = Vec::with_capacity(u.len() + v.len());
-    all.extend_from_slice(u);
-    all.extend_from_slice(v);
-    all.sort_by(f64::total_cmp);
+    let total = u.len() + v.len();
     let (nu, nv) = (u.len() as f64, v.len() as f64);
-    let terms: Vec<f64> = all
-        .windows(2)
-        .map(|w| {
-            let u_cdf = count_at_or_below(u, w[0]) as f64 / nu;
-            let v_cdf = count_at_or_below(v, w[0]) as f64 / nv;
-            (u_cdf - v_cdf).abs() * (w[1] - w[0])
-        })
-        .collect();
+    let mut terms = Vec::with_capacity(total.saturating_sub(1));
+    // Merge cursors, and the counts of values `<=` the current one in each sample.
+    let (mut i, mut j) = (0usize, 0usize);
+    let (mut cu, mut cv) = (0usize, 0usize);
+    let mut previous: Option<f64> = None;
+    while i < u.len() || j < v.len() {
+        let x = match (u.get(i), v.get(j)) {
+            (Some(&a), Some(&b)) if a.total_cmp(&b).is_le() => {
+                i += 1;
+                a
+            }
+            (_, Some(&b)) => {
+                j += 1;
+                b
+            }
+            (Some(&a), None) => {
+                i += 1;
+                a
+            }
+            (None, None) => break,
+        };
+        if let Some(p) = previous {
+            // `p`'s CDFs: every value `<= p` in each sample (ties included, as searchsorted
+            // 'right' counts them).
+            while cu < u.len() && u[cu] <= p {
+                cu += 1;
+            }
+            while cv < v.len() && v[cv] <= p {
+                cv += 1;
+            }
+            terms.push((cu as f64 / nu - cv as f64 / nv).abs() * (x - p));
+        }
+        previous = Some(x);
+    }
     pairwise_sum(&terms)
 }
 
@@ -98,6 +123,18 @@ pub fn wasserstein_normed(reference: &[f64], current: &[f64]) -> Result<f64, Dri
 
 pub(crate) fn wasserstein_normed_sorted(r: &[f64], c: &[f64]) -> f64 {
     wasserstein_sorted(r, c) / population_std(r).max(MIN_NORM_STD)
+}
+
+/// [`wasserstein_normed`] with the reference's standard deviation already known (as
+/// `numpy.std` of the sorted reference gives it).
+pub(crate) fn wasserstein_normed_with_std(r: &[f64], c: &[f64], std: f64) -> f64 {
+    wasserstein_sorted(r, c) / std.max(MIN_NORM_STD)
+}
+
+/// `numpy.std` of a sorted, cleaned sample (the order matters to the last bit: the pairwise sums
+/// follow it).
+pub(crate) fn population_std_of(values: &[f64]) -> f64 {
+    population_std(values)
 }
 
 /// The edges of `numpy.histogram_bin_edges(concat(reference, current), bins="sturges")`:
@@ -278,7 +315,14 @@ pub(crate) fn unique_sorted(sorted: &[f64]) -> usize {
 }
 
 /// Number of distinct values across two sorted slices (`pandas.concat(...).nunique()`).
+#[cfg(test)]
 pub(crate) fn unique_sorted_pair(a: &[f64], b: &[f64]) -> usize {
+    unique_sorted_pair_upto(a, b, usize::MAX)
+}
+
+/// [`unique_sorted_pair`], counting no further than `cap` (the test choice only asks whether the
+/// count exceeds a small number, and counting every value of two large samples costs a pass).
+pub(crate) fn unique_sorted_pair_upto(a: &[f64], b: &[f64], cap: usize) -> usize {
     let (mut i, mut j, mut count) = (0, 0, 0);
     let mut last: Option<f64> = None;
     while i < a.len() || j < b.len() {
@@ -300,6 +344,9 @@ pub(crate) fn unique_sorted_pair(a: &[f64], b: &[f64]) -> usize {
         if last != Some(v) {
             count += 1;
             last = Some(v);
+            if count >= cap {
+                break;
+            }
         }
     }
     count

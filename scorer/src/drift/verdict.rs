@@ -27,7 +27,8 @@ use super::categorical::{CategoryCounts, Label};
 use super::divergence::{LogBase, jensenshannon};
 use super::ks::{KsMode, ks_sorted};
 use super::numeric::{
-    evidently_binned_shares, sorted_pair, unique_sorted_pair, wasserstein_normed_sorted,
+    evidently_binned_shares, sorted_pair, unique_sorted_pair_upto, wasserstein_normed_sorted,
+    wasserstein_normed_with_std,
 };
 use crate::frame::FeatureColumn;
 
@@ -258,15 +259,35 @@ pub fn numeric_column_drift(
     params: &ValidDriftParams,
 ) -> Result<ColumnVerdict, DriftError> {
     let (r, c) = sorted_pair(reference, current)?;
-    let unique = unique_sorted_pair(&r, &c);
+    numeric_drift_sorted(&r, None, &c, params)
+}
+
+/// [`numeric_column_drift`] over samples already cleaned and sorted (both non-empty), with the
+/// reference's `numpy.std` when it is known: what a cached reference profile calls per window.
+pub(crate) fn numeric_drift_sorted(
+    r: &[f64],
+    reference_std: Option<f64>,
+    c: &[f64],
+    params: &ValidDriftParams,
+) -> Result<ColumnVerdict, DriftError> {
+    // The choice only compares the count with these bounds: counting past them changes nothing.
+    let p = params.params();
+    let cap = p
+        .numeric_min_unique
+        .max(p.binary_max_unique)
+        .saturating_add(1);
+    let unique = unique_sorted_pair_upto(r, c, cap);
     let test = params.select_test(ColumnKind::Numeric, r.len(), unique);
     let value = match test {
-        DriftTest::Ks => ks_sorted(&r, &c, KsMode::Auto).pvalue,
-        DriftTest::ChiSquare => CategoryCounts::from_numbers(&r, &c)?.chisquare().pvalue,
-        DriftTest::Z => CategoryCounts::from_numbers(&r, &c)?.z_test().pvalue,
-        DriftTest::WassersteinNormed => wasserstein_normed_sorted(&r, &c),
+        DriftTest::Ks => ks_sorted(r, c, KsMode::Auto).pvalue,
+        DriftTest::ChiSquare => CategoryCounts::from_numbers(r, c)?.chisquare().pvalue,
+        DriftTest::Z => CategoryCounts::from_numbers(r, c)?.z_test().pvalue,
+        DriftTest::WassersteinNormed => match reference_std {
+            Some(std) => wasserstein_normed_with_std(r, c, std),
+            None => wasserstein_normed_sorted(r, c),
+        },
         DriftTest::JensenShannon => {
-            let (rs, cs) = evidently_binned_shares(&r, &c, false)?;
+            let (rs, cs) = evidently_binned_shares(r, c, false)?;
             jensenshannon(&rs, &cs, LogBase::Natural)
         }
     };

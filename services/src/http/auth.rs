@@ -38,6 +38,10 @@ pub enum Permission {
     Operate,
     /// Score rows with a registered model (batch scoring endpoints).
     Score,
+    /// Receive stream scores (SSE, WebSocket) and read the score log.
+    ReadScores,
+    /// Read drift reports: per window, per feature over time, machines ranked.
+    ReadDrift,
 }
 
 impl Permission {
@@ -58,6 +62,8 @@ impl Permission {
             Permission::ReadTraining => matches!(role, Admin | Scientist | Operator),
             Permission::Operate => matches!(role, Admin | Operator),
             Permission::Score => matches!(role, Admin | Scientist | Operator | Consumer),
+            Permission::ReadScores => matches!(role, Admin | Scientist | Operator | Consumer),
+            Permission::ReadDrift => matches!(role, Admin | Scientist | Operator | Consumer),
         }
     }
 }
@@ -97,7 +103,9 @@ pub mod can {
         WriteSpecs,
         ReadTraining,
         Operate,
-        Score
+        Score,
+        ReadScores,
+        ReadDrift
     );
 }
 

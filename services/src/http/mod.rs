@@ -3,6 +3,7 @@
 pub mod artifacts;
 pub mod auth;
 pub mod datasets;
+pub mod drift;
 pub mod error;
 pub mod experiments;
 pub mod extract;
@@ -13,6 +14,7 @@ pub mod onnx;
 pub mod runs;
 pub mod scoring;
 pub mod state;
+pub mod streams;
 pub mod tokens;
 pub mod training;
 
@@ -42,6 +44,8 @@ pub use state::AppState;
         (name = "training", description = "Training specs and jobs"),
         (name = "promotions", description = "The promotion ledger and operators' actions"),
         (name = "scoring", description = "Batch scoring with a model's champion (refit, MLflow and Open Inference Protocol forms)"),
+        (name = "streams", description = "Records in, scored as they are stored; scores out over SSE and WebSocket"),
+        (name = "drift", description = "Drift reports per window, features over time, machines ranked, on-demand checks"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The audit log"),
     )
@@ -75,7 +79,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(datasets::router())
                 .merge(training::router())
                 .merge(scoring::router())
-                .merge(onnx::router()),
+                .merge(streams::router())
+                .merge(onnx::router())
+                .merge(drift::router()),
         )
         .split_for_parts();
     // axum writes wildcards as `{*path}`; OpenAPI path templates have no such syntax.

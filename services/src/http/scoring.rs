@@ -15,7 +15,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use refit_scorer::serving::{ServeError, Served};
-use refit_scorer::{FeatureColumn, FeatureFrame, Predictions, Task};
+use refit_scorer::stream::{number_value, prediction_value};
+use refit_scorer::{FeatureColumn, FeatureFrame, Predictions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -253,22 +254,6 @@ async fn predict(served: &Arc<Served>, rows: Rows) -> ApiResult<Predictions> {
         run()
     };
     result.map_err(|e| ApiError::invalid(e.to_string()))
-}
-
-/// One row's prediction as JSON: the number (regression) or the class label.
-fn prediction_value(served: &Served, value: f64) -> Value {
-    let info = served.inner.info();
-    match info.task {
-        Task::Regression => number_value(value),
-        Task::Binary | Task::Multiclass => info
-            .classes
-            .get(value as usize)
-            .map_or(Value::Null, |c| Value::String(c.clone())),
-    }
-}
-
-fn number_value(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
 }
 
 // ----- refit's own ----------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use refit_registry::Store;
+use refit_scorer::monitoring::DriftMonitors;
 use refit_scorer::serving::ModelServer;
+use refit_scorer::stream::StreamHub;
 use refit_trainer::scheduler::Scheduler;
 
 use crate::config::Config;
@@ -22,4 +24,8 @@ pub struct AppState {
     pub scheduler: Scheduler,
     /// Registered models' aliases resolved to loaded models, for scoring.
     pub models: Arc<ModelServer>,
+    /// The stream pipeline: records in, scores to subscribers.
+    pub streams: Arc<StreamHub>,
+    /// Drift monitors per (dataset, model, version); their reports feed the drift triggers.
+    pub drift: Arc<DriftMonitors>,
 }

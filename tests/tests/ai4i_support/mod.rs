@@ -289,3 +289,21 @@ pub async fn wait_job(client: &Client<'_>, id: i64) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The model file of a run (`model/model.json`) and the sha256 the server declares for it.
+pub async fn model_file(client: &Client<'_>, run_id: &str) -> (Vec<u8>, String) {
+    let response = client
+        .request(
+            Method::GET,
+            &format!("/api/v1/runs/{run_id}/artifacts/model/model.json"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = response.headers()["x-content-sha256"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (response.bytes().await.unwrap().to_vec(), header)
+}

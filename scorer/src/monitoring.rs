@@ -1,0 +1,306 @@
+//! Drift monitoring wired to the registry: one [`DriftMonitor`] per (dataset, model, version),
+//! each version's reference profile loaded and prepared once, each dataset's window settings read
+//! from the registry, closed windows stored as drift reports and handed to a hook (the drift
+//! trigger), and on-demand checks of stored history.
+//!
+//! The stream pipeline calls [`DriftMonitors::observe`] once per scored batch, after the batch's
+//! records and scores are committed, with the batch's features (in the model's order), the
+//! predictions, each row's machine and event time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use refit_registry::datasets::{Schema, SnapshotRow};
+use refit_registry::drift::{DriftReport, DriftSettings, NewDriftReport, ReportSource};
+use refit_registry::{Error as RegistryError, Store};
+
+use crate::drift::reference::{PreparedReference, ProfileColumn, load_profile, prediction_column};
+use crate::drift::{DriftMonitor, DriftParams, MonitorKey, MonitorSettings, Window, judge_window};
+use crate::frame::FeatureFrame;
+use crate::model::Predictions;
+use crate::serving::{ModelServer, ServeError, Served};
+
+/// How long a dataset's settings are trusted before they are read again.
+const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
+/// Batches with at least this many rows (with the open window's) are judged on the blocking pool.
+const BLOCKING_ROWS: usize = 4_096;
+
+/// Called with every stored stream report (e.g. to evaluate drift triggers).
+pub type ReportHook = Arc<dyn Fn(&DriftReport) + Send + Sync>;
+
+/// Why drift could not be monitored or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitoringError {
+    /// Something named does not exist (model version, profile, dataset).
+    #[error("{0}")]
+    NotFound(String),
+    /// The input does not fit (features, lengths, an empty range).
+    #[error("{0}")]
+    Input(String),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<ServeError> for MonitoringError {
+    fn from(e: ServeError) -> Self {
+        match e {
+            ServeError::NotFound(m) => MonitoringError::NotFound(m),
+            ServeError::Registry(e) => MonitoringError::Registry(e),
+            other => MonitoringError::Input(other.to_string()),
+        }
+    }
+}
+
+/// Window settings of a dataset as a monitor uses them.
+pub fn monitor_settings(settings: &DriftSettings) -> MonitorSettings {
+    let params = DriftParams {
+        drift_share: settings.drift_share,
+        ..DriftParams::default()
+    }
+    .check()
+    .unwrap_or_default();
+    MonitorSettings {
+        window: match (settings.window_rows, settings.window_ms) {
+            (_, Some(ms)) => Window::EventTime(ms.max(1)),
+            (Some(rows), None) => Window::Rows(rows.max(1) as usize),
+            (None, None) => MonitorSettings::default().window,
+        },
+        params,
+        min_machine_rows: settings.min_machine_rows.max(1) as usize,
+        ..MonitorSettings::default()
+    }
+}
+
+/// (model, version) → its prepared profile, or `None` if it has none.
+type References = HashMap<(String, i64), Option<Arc<PreparedReference>>>;
+
+/// Every drift monitor of this process; cheap to share (`Arc`).
+pub struct DriftMonitors {
+    store: Store,
+    monitors: Mutex<HashMap<MonitorKey, Arc<Mutex<DriftMonitor>>>>,
+    references: tokio::sync::Mutex<References>,
+    settings: Mutex<HashMap<String, (MonitorSettings, Instant)>>,
+    hook: RwLock<Option<ReportHook>>,
+}
+
+impl DriftMonitors {
+    /// Monitors storing their reports in `store`.
+    pub fn new(store: Store) -> DriftMonitors {
+        DriftMonitors {
+            store,
+            monitors: Mutex::default(),
+            references: tokio::sync::Mutex::default(),
+            settings: Mutex::default(),
+            hook: RwLock::default(),
+        }
+    }
+
+    /// Calls `hook` with every stream report stored from now on.
+    pub fn on_report(&self, hook: ReportHook) {
+        *self.hook.write().expect("hook lock") = Some(hook);
+    }
+
+    /// The prepared profile of a version, loaded once (`None` if it has none).
+    pub async fn reference(
+        &self,
+        model: &str,
+        version: i64,
+    ) -> Result<Option<Arc<PreparedReference>>, MonitoringError> {
+        let mut references = self.references.lock().await;
+        if let Some(hit) = references.get(&(model.to_string(), version)) {
+            return Ok(hit.clone());
+        }
+        let prepared = match load_profile(&self.store, model, version).await {
+            Ok(profile) => Some(PreparedReference::new(&profile)),
+            Err(ServeError::NotFound(why)) => {
+                tracing::info!(model, version, %why, "no reference profile: drift is not monitored");
+                None
+            }
+            Err(ServeError::Registry(e)) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(model, version, error = %e, "unusable reference profile");
+                None
+            }
+        };
+        references.insert((model.to_string(), version), prepared.clone());
+        Ok(prepared)
+    }
+
+    async fn settings(&self, dataset: &str) -> Result<MonitorSettings, MonitoringError> {
+        if let Some((s, at)) = self.settings.lock().expect("settings lock").get(dataset)
+            && at.elapsed() < SETTINGS_REFRESH
+        {
+            return Ok(*s);
+        }
+        let s = monitor_settings(&self.store.drift_settings(dataset).await?);
+        self.settings
+            .lock()
+            .expect("settings lock")
+            .insert(dataset.to_string(), (s, Instant::now()));
+        Ok(s)
+    }
+
+    /// Forgets cached settings (after they were changed through this process).
+    pub fn settings_changed(&self, dataset: &str) {
+        self.settings.lock().expect("settings lock").remove(dataset);
+    }
+
+    /// Adds a batch `served` scored for `dataset` to its monitor; stores a report for every
+    /// window that closed and returns them, oldest first. A version without a reference profile
+    /// is not monitored (nothing is returned).
+    pub async fn observe(
+        &self,
+        dataset: &str,
+        served: &Served,
+        frame: &FeatureFrame,
+        predictions: &Predictions,
+        machine_ids: &[String],
+        ts: &[i64],
+    ) -> Result<Vec<DriftReport>, MonitoringError> {
+        let Some(reference) = self.reference(&served.model, served.version).await? else {
+            return Ok(Vec::new());
+        };
+        let features = &served.inner.info().features;
+        if reference.feature_names() != features.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(MonitoringError::Input(format!(
+                "the reference profile of version {} of '{}' has features {:?}, the model {:?}",
+                served.version,
+                served.model,
+                reference.feature_names(),
+                features
+            )));
+        }
+        let settings = self.settings(dataset).await?;
+        let key = MonitorKey {
+            dataset: dataset.to_string(),
+            model: served.model.clone(),
+            version: served.version,
+        };
+        let monitor = self
+            .monitors
+            .lock()
+            .expect("monitors lock")
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(DriftMonitor::new(
+                    key,
+                    reference.clone(),
+                    settings,
+                )))
+            })
+            .clone();
+        let pending = {
+            let mut m = monitor.lock().expect("monitor lock");
+            m.set_settings(settings);
+            m.pending_rows()
+        };
+        let closed = if pending + frame.rows < BLOCKING_ROWS {
+            monitor
+                .lock()
+                .expect("monitor lock")
+                .observe(frame, predictions, machine_ids, ts)
+        } else {
+            let (frame, predictions, machine_ids, ts) = (
+                frame.clone(),
+                predictions.clone(),
+                machine_ids.to_vec(),
+                ts.to_vec(),
+            );
+            tokio::task::spawn_blocking(move || {
+                monitor.lock().expect("monitor lock").observe(
+                    &frame,
+                    &predictions,
+                    &machine_ids,
+                    &ts,
+                )
+            })
+            .await
+            .map_err(|e| MonitoringError::Input(format!("the drift monitor failed: {e}")))?
+        }
+        .map_err(|e| MonitoringError::Input(e.to_string()))?;
+        let mut stored = Vec::with_capacity(closed.len());
+        for report in closed {
+            let report = self.store.create_drift_report(&report).await?;
+            let hook = self.hook.read().expect("hook lock").clone();
+            if let Some(hook) = hook {
+                hook(&report);
+            }
+            stored.push(report);
+        }
+        Ok(stored)
+    }
+}
+
+/// Judges stored history (`rows` of a dataset with `schema`, e.g. a snapshot or a time range)
+/// against the reference profile of `model` version `version`, as one window: features by name
+/// from the rows, the prediction column from the version's own predictions on them (when it can
+/// be loaded). Not stored.
+#[allow(clippy::too_many_arguments)]
+pub async fn check_rows(
+    store: &Store,
+    models: &ModelServer,
+    dataset: &str,
+    model: &str,
+    version: i64,
+    schema: &Schema,
+    rows: Vec<SnapshotRow>,
+    settings: MonitorSettings,
+) -> Result<NewDriftReport, MonitoringError> {
+    let profile = match load_profile(store, model, version).await {
+        Ok(p) => p,
+        Err(ServeError::NotFound(_)) => {
+            return Err(MonitoringError::NotFound(format!(
+                "version {version} of '{model}' has no reference profile (profile.json)"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if rows.is_empty() {
+        return Err(MonitoringError::Input(format!(
+            "dataset '{dataset}' has no rows in the range asked for"
+        )));
+    }
+    let mut pick = Vec::with_capacity(profile.features.len());
+    let mut numeric = Vec::with_capacity(profile.features.len());
+    for column in &profile.features {
+        let (pos, _) = schema.feature(column.name()).ok_or_else(|| {
+            MonitoringError::Input(format!(
+                "feature '{}' of version {version} of '{model}' is not a feature of dataset \
+                 '{dataset}'",
+                column.name()
+            ))
+        })?;
+        pick.push(pos);
+        numeric.push(matches!(column, ProfileColumn::Numeric { .. }));
+    }
+    let served = models.version(model, version).await.ok();
+    let reference = PreparedReference::new(&profile);
+    let key = MonitorKey {
+        dataset: dataset.to_string(),
+        model: model.to_string(),
+        version,
+    };
+    tokio::task::spawn_blocking(move || {
+        let frame =
+            FeatureFrame::from_rows(rows.iter().map(|r| r.features.as_slice()), &pick, &numeric);
+        let prediction = served
+            .and_then(|s| s.inner.predict(&frame).ok())
+            .map(|p| prediction_column(reference.task, &reference.classes, &p));
+        let machine_ids: Vec<String> = rows.iter().map(|r| r.machine_id.clone()).collect();
+        let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
+        judge_window(
+            &key,
+            ReportSource::Check,
+            &reference,
+            &settings,
+            &frame.columns,
+            prediction.as_ref(),
+            &machine_ids,
+            &ts,
+        )
+    })
+    .await
+    .map_err(|e| MonitoringError::Input(format!("the drift check failed: {e}")))
+}

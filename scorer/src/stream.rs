@@ -1,0 +1,607 @@
+//! The stream pipeline: records in, scores out. [`StreamHub::submit`] validates and stores a batch
+//! of records and scores exactly the newly stored ones, in one transaction, with the champion
+//! (and, in shadow, the challenger) of every model bound to the dataset; then it publishes the
+//! champion scores to the dataset's subscribers. HTTP, WebSocket and (later) Kafka sources all
+//! call `submit`; SSE and WebSocket consumers read a [`Feed`].
+//!
+//! **Exactly once, across a hot swap.** The models that score a batch are resolved while the
+//! batch holds the dataset's ingest lock (the dataset's row lock, taken by the transaction), and
+//! one [`Served`] scores the whole batch: batches are scored in commit order, each by the version
+//! its scores name, and a swap takes effect between two batches. A duplicate record is not
+//! stored again, so it is not scored again.
+//!
+//! **Bounded buffers.** Each subscriber has its own bounded queue of score batches (one batch per
+//! submit). Publishing never waits: a subscriber whose queue is full is dropped, and its feed
+//! ends with [`FeedItem::Lagged`] after the batches already queued, naming the last position it
+//! got so that it can resume from the stored log. Ingest and the other subscribers never wait for
+//! a slow one.
+//!
+//! **Drift.** After the commit, each batch's champion inputs and predictions go to the drift
+//! monitors ([`DriftMonitors::observe`]), which close windows, store reports and fire drift
+//! triggers; a monitoring failure is logged and never fails the ingest.
+//!
+//! **Resume.** A [`Feed`] subscribes to the live batches *before* it reads the stored log after
+//! the position asked for; once the log is read, it passes on the live batches, skipping what it
+//! already sent. Scores are published only after their commit, and in position order (an
+//! in-process lock per dataset is held from inside the transaction until the publish), so nothing
+//! falls between the two.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use refit_registry::datasets::{Dataset, IngestReport, Reading};
+use refit_registry::db::now_ms;
+use refit_registry::scores::{NewScore, ScoreRole, StoredScore};
+use refit_registry::{Actor, Result, Store};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::frame::FeatureFrame;
+use crate::model::{Predictions, Task};
+use crate::monitoring::DriftMonitors;
+use crate::serving::{ModelServer, ServeError, Served};
+
+/// The alias whose scores go to consumers.
+pub const CHAMPION: &str = "champion";
+/// The alias scored in shadow, when set.
+pub const CHALLENGER: &str = "challenger";
+/// Default bound of a subscriber's queue, in score batches.
+pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1024;
+/// Batches at least this large are scored on the blocking pool.
+const BLOCKING_ROWS: usize = 2_048;
+/// Scores read from the log at a time while a feed catches up.
+const REPLAY_PAGE: i64 = 1_000;
+
+/// A batch of champion scores as published, in position order.
+pub type ScoreBatch = Arc<[StoredScore]>;
+
+/// What happened to a submitted batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StreamReport {
+    /// Records stored, duplicates, refusals.
+    #[serde(flatten)]
+    pub ingest: IngestReport,
+    /// The model versions that scored the newly stored records.
+    pub scored_by: Vec<ScoredBy>,
+    /// Models bound to the dataset that did not score them, and why.
+    pub not_scored: Vec<NotScored>,
+    /// Why nothing was scored, when records were stored but no model scored them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The champion scores of the newly stored records, in position order (as consumers get
+    /// them). Challenger scores are stored but not listed.
+    pub scores: Vec<StoredScore>,
+}
+
+/// A model version that scored a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ScoredBy {
+    /// Registered model.
+    pub model: String,
+    /// The version.
+    pub version: i64,
+    /// `champion` or `challenger`.
+    pub role: ScoreRole,
+    /// Records it scored.
+    pub scores: usize,
+}
+
+/// A model bound to the dataset that did not score a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct NotScored {
+    /// Registered model.
+    pub model: String,
+    /// The alias that could not score (`champion` or `challenger`).
+    pub alias: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// One subscriber's end of a dataset's live scores.
+struct Subscriber {
+    tx: mpsc::Sender<ScoreBatch>,
+    overflowed: Arc<AtomicBool>,
+}
+
+/// A dataset's live channel.
+#[derive(Default)]
+struct Channel {
+    /// Held from inside a batch's transaction until its scores are published, so that batches
+    /// are published in position order.
+    order: Arc<tokio::sync::Mutex<()>>,
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+/// The stream pipeline of every dataset; cheap to share (`Arc`).
+pub struct StreamHub {
+    store: Store,
+    models: Arc<ModelServer>,
+    /// Where champion scores go for drift monitoring (none: not monitored).
+    drift: Option<Arc<DriftMonitors>>,
+    /// Bound of each subscriber's queue, in batches.
+    buffer: usize,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// Set when the server stops: feeds end, new subscriptions end at once.
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The subscriber's queue filled: it was too slow.
+    Overflowed,
+    /// The hub went away.
+    Stopped,
+}
+
+/// A subscriber's live batches.
+pub struct Subscription {
+    rx: mpsc::Receiver<ScoreBatch>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl Subscription {
+    /// The next live batch; after an overflow, the batches queued before it, then
+    /// [`Closed::Overflowed`].
+    pub async fn next(&mut self) -> std::result::Result<ScoreBatch, Closed> {
+        match self.rx.recv().await {
+            Some(batch) => Ok(batch),
+            None if self.overflowed() => Err(Closed::Overflowed),
+            None => Err(Closed::Stopped),
+        }
+    }
+
+    /// Whether the queue filled and the subscription was dropped by the publisher.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+}
+
+impl StreamHub {
+    /// A hub scoring with `models`; each subscriber may fall `buffer` batches behind (at least 1).
+    pub fn new(store: Store, models: Arc<ModelServer>, buffer: usize) -> StreamHub {
+        StreamHub {
+            store,
+            models,
+            drift: None,
+            buffer: buffer.max(1),
+            channels: Mutex::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Sends every batch's champion inputs and predictions to `drift` after its commit.
+    pub fn with_drift(mut self, drift: Arc<DriftMonitors>) -> StreamHub {
+        self.drift = Some(drift);
+        self
+    }
+
+    fn channel(&self, dataset: &str) -> Arc<Channel> {
+        self.channels
+            .lock()
+            .expect("channels lock")
+            .entry(dataset.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Ends every subscription (their feeds end after what is queued) and refuses new ones:
+    /// called when the server stops, so that open streams let it stop.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+        let channels: Vec<Arc<Channel>> = self
+            .channels
+            .lock()
+            .expect("channels lock")
+            .values()
+            .cloned()
+            .collect();
+        for channel in channels {
+            channel
+                .subscribers
+                .lock()
+                .expect("subscribers lock")
+                .clear();
+        }
+    }
+
+    /// Resolves once [`StreamHub::stop`] was called.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|&s| s).await;
+    }
+
+    /// Subscribes to the champion scores of `dataset` published from now on.
+    pub fn subscribe(&self, dataset: &str) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        if *self.stopping.borrow() {
+            return Subscription { rx, overflowed };
+        }
+        let channel = self.channel(dataset);
+        let mut subscribers = channel.subscribers.lock().expect("subscribers lock");
+        subscribers.retain(|s| !s.tx.is_closed());
+        subscribers.push(Subscriber {
+            tx,
+            overflowed: overflowed.clone(),
+        });
+        Subscription { rx, overflowed }
+    }
+
+    /// Number of live subscribers of `dataset`.
+    pub fn subscribers(&self, dataset: &str) -> usize {
+        let channel = self.channel(dataset);
+        let subscribers = channel.subscribers.lock().expect("subscribers lock");
+        subscribers.iter().filter(|s| !s.tx.is_closed()).count()
+    }
+
+    /// Hands `batch` to every subscriber without waiting; drops those whose queue is full.
+    fn publish(&self, channel: &Channel, batch: ScoreBatch) {
+        let mut subscribers = channel.subscribers.lock().expect("subscribers lock");
+        subscribers.retain(|s| match s.tx.try_send(batch.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Set before the sender is dropped: the receiver sees the flag once it finds
+                // the channel closed.
+                s.overflowed.store(true, Ordering::Release);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    /// Stores a batch of records sent to `dataset` (a JSON array, or NDJSON when `ndjson`),
+    /// scores the newly stored ones with the champion (and challenger) of every model bound to
+    /// the dataset, stores the scores with the records, and publishes the champion scores.
+    pub async fn submit(
+        &self,
+        actor: &Actor,
+        dataset: &str,
+        body: String,
+        ndjson: bool,
+        source: &str,
+    ) -> Result<StreamReport> {
+        let received_at = now_ms();
+        let models = self.store.models_of_dataset(dataset).await?;
+        // Load the models before taking the dataset's lock; inside it they are only looked up.
+        for model in &models {
+            for alias in [CHAMPION, CHALLENGER] {
+                let _ = self.models.resolve(model, alias).await;
+            }
+        }
+        let channel = self.channel(dataset);
+        let order = channel.order.clone();
+        let (ingest, stored, (scored_by, not_scored, guard, observed)) = self
+            .store
+            .ingest_records_scored(actor, dataset, body, ndjson, source, |ds, fresh| {
+                self.score(ds, fresh, models, order, received_at)
+            })
+            .await?;
+        let scores: Vec<StoredScore> = stored
+            .into_iter()
+            .filter(|s| s.role == ScoreRole::Champion)
+            .collect();
+        if !scores.is_empty() {
+            self.publish(&channel, scores.clone().into());
+        }
+        drop(guard);
+        if let Some(drift) = &self.drift {
+            for o in &observed {
+                if let Err(e) = drift
+                    .observe(
+                        dataset,
+                        &o.served,
+                        &o.frame,
+                        &o.predictions,
+                        &o.machine_ids,
+                        &o.ts,
+                    )
+                    .await
+                {
+                    tracing::warn!(
+                        dataset,
+                        model = %o.served.model,
+                        version = o.served.version,
+                        error = %e,
+                        "drift monitoring failed"
+                    );
+                }
+            }
+        }
+        let note = (ingest.accepted > 0
+            && !scored_by.iter().any(|s| s.role == ScoreRole::Champion))
+        .then(|| {
+            if not_scored.is_empty() {
+                format!(
+                    "the records were stored but not scored: no enabled training spec binds a \
+                         model to dataset '{dataset}'"
+                )
+            } else {
+                "the records were stored but not scored: no model bound to the dataset has a \
+                     servable champion (see not_scored)"
+                    .to_string()
+            }
+        });
+        Ok(StreamReport {
+            ingest,
+            scored_by,
+            not_scored,
+            note,
+            scores,
+        })
+    }
+
+    /// Scores the newly stored `fresh` readings; runs inside the ingest's transaction.
+    async fn score(
+        &self,
+        dataset: Dataset,
+        fresh: Vec<Reading>,
+        models: Vec<String>,
+        order: Arc<tokio::sync::Mutex<()>>,
+        received_at: i64,
+    ) -> Result<(Vec<NewScore>, ScoreOutcome)> {
+        if fresh.is_empty() {
+            return Ok((Vec::new(), (Vec::new(), Vec::new(), None, Vec::new())));
+        }
+        // Taken under the dataset's row lock and released after the publish: batches are
+        // published in the order of their positions.
+        let guard = order.lock_owned().await;
+        let fresh = Arc::new(fresh);
+        let dataset = Arc::new(dataset);
+        let mut scores = Vec::new();
+        let mut scored_by = Vec::new();
+        let mut not_scored = Vec::new();
+        let mut observed = Vec::new();
+        for model in &models {
+            for (alias, role) in [
+                (CHAMPION, ScoreRole::Champion),
+                (CHALLENGER, ScoreRole::Challenger),
+            ] {
+                let served = match self.models.resolve(model, alias).await {
+                    Ok(served) => served,
+                    // No challenger is the usual case, not a failure.
+                    Err(ServeError::NotFound(_)) if role == ScoreRole::Challenger => continue,
+                    Err(e) => {
+                        not_scored.push(NotScored {
+                            model: model.clone(),
+                            alias: alias.into(),
+                            reason: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                match score_batch(&served, &dataset, &fresh, role, received_at).await {
+                    Ok((batch, frame, predictions)) => {
+                        // Drift is watched on what the champion saw and said.
+                        if role == ScoreRole::Champion && self.drift.is_some() {
+                            observed.push(Observed {
+                                served: served.clone(),
+                                frame,
+                                predictions,
+                                machine_ids: fresh.iter().map(|r| r.machine_id.clone()).collect(),
+                                ts: fresh.iter().map(|r| r.ts).collect(),
+                            });
+                        }
+                        scored_by.push(ScoredBy {
+                            model: model.clone(),
+                            version: served.version,
+                            role,
+                            scores: batch.len(),
+                        });
+                        scores.extend(batch);
+                    }
+                    Err(reason) => not_scored.push(NotScored {
+                        model: model.clone(),
+                        alias: alias.into(),
+                        reason,
+                    }),
+                }
+            }
+        }
+        Ok((scores, (scored_by, not_scored, Some(guard), observed)))
+    }
+
+    /// A feed of the champion scores of `dataset`: those stored after position `after` (when
+    /// given), then the live ones.
+    pub fn feed(self: &Arc<Self>, dataset: &str, after: Option<i64>) -> Feed {
+        Feed {
+            hub: self.clone(),
+            dataset: dataset.to_string(),
+            subscription: self.subscribe(dataset),
+            last: after,
+            replaying: after.is_some(),
+            queue: VecDeque::new(),
+            ended: false,
+        }
+    }
+}
+
+/// What [`StreamHub::score`] hands back: who scored, who did not, the publish-order guard, and
+/// the champions' batches for drift monitoring.
+type ScoreOutcome = (
+    Vec<ScoredBy>,
+    Vec<NotScored>,
+    Option<tokio::sync::OwnedMutexGuard<()>>,
+    Vec<Observed>,
+);
+
+/// One champion's view of a batch, for the drift monitors.
+struct Observed {
+    served: Arc<Served>,
+    frame: FeatureFrame,
+    predictions: Predictions,
+    machine_ids: Vec<String>,
+    ts: Vec<i64>,
+}
+
+/// A batch's scores, with the frame and predictions they came from.
+type Scored = (Vec<NewScore>, FeatureFrame, Predictions);
+
+/// Scores `readings` with one model version; the reason when it cannot.
+async fn score_batch(
+    served: &Arc<Served>,
+    dataset: &Arc<Dataset>,
+    readings: &Arc<Vec<Reading>>,
+    role: ScoreRole,
+    received_at: i64,
+) -> std::result::Result<Scored, String> {
+    let run = {
+        let (served, dataset, readings) = (served.clone(), dataset.clone(), readings.clone());
+        move || score_rows(&served, &dataset, &readings, role, received_at)
+    };
+    if readings.len() >= BLOCKING_ROWS {
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| format!("scoring failed: {e}"))?
+    } else {
+        run()
+    }
+}
+
+fn score_rows(
+    served: &Served,
+    dataset: &Dataset,
+    readings: &[Reading],
+    role: ScoreRole,
+    received_at: i64,
+) -> std::result::Result<Scored, String> {
+    let info = served.inner.info();
+    let pick = info
+        .features
+        .iter()
+        .map(|f| {
+            dataset.schema.feature(f).map(|(i, _)| i).ok_or_else(|| {
+                format!(
+                    "version {} of '{}' takes feature '{f}', which dataset '{}' does not have",
+                    served.version, served.model, dataset.name
+                )
+            })
+        })
+        .collect::<std::result::Result<Vec<usize>, String>>()?;
+    let frame = FeatureFrame::from_rows(
+        readings.iter().map(|r| r.features.as_slice()),
+        &pick,
+        &served.inner.numeric_inputs(),
+    );
+    let predictions = served.inner.predict(&frame).map_err(|e| {
+        format!(
+            "version {} of '{}' could not score: {e}",
+            served.version, served.model
+        )
+    })?;
+    let k = info.classes.len();
+    let scores = readings
+        .iter()
+        .enumerate()
+        .map(|(i, r)| NewScore {
+            machine_id: r.machine_id.clone(),
+            ts: r.ts,
+            model: served.model.clone(),
+            version: served.version,
+            role,
+            prediction: prediction_value(served, predictions.values[i]),
+            probabilities: predictions.probabilities.as_ref().map(|p| {
+                info.classes
+                    .iter()
+                    .zip(&p[i * k..(i + 1) * k])
+                    .map(|(c, &x)| (c.clone(), number_value(x)))
+                    .collect::<Map<String, Value>>()
+            }),
+            received_at,
+        })
+        .collect();
+    Ok((scores, frame, predictions))
+}
+
+/// One row's prediction as JSON: the number (regression) or the class label, as the batch
+/// scoring endpoints write it.
+pub fn prediction_value(served: &Served, value: f64) -> Value {
+    let info = served.inner.info();
+    match info.task {
+        Task::Regression => number_value(value),
+        Task::Binary | Task::Multiclass => info
+            .classes
+            .get(value as usize)
+            .map_or(Value::Null, |c| Value::String(c.clone())),
+    }
+}
+
+/// A number as JSON; NaN and infinities (not representable) as `null`.
+pub fn number_value(x: f64) -> Value {
+    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+/// What a [`Feed`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// The next score.
+    Score(StoredScore),
+    /// The subscriber fell behind by more than its buffer and was dropped; `last` is the last
+    /// position it was given (resume after it). The feed ends here.
+    Lagged {
+        /// The last position delivered, if any.
+        last: Option<i64>,
+    },
+}
+
+/// A subscriber's scores: the stored log after a position, then live, without gap or duplicate.
+pub struct Feed {
+    hub: Arc<StreamHub>,
+    dataset: String,
+    subscription: Subscription,
+    /// The last position delivered (or asked to resume after).
+    last: Option<i64>,
+    /// Whether the stored log is still being read.
+    replaying: bool,
+    queue: VecDeque<StoredScore>,
+    ended: bool,
+}
+
+impl Feed {
+    /// The next score, or the reason the feed ends; `None` when the hub stops.
+    pub async fn next(&mut self) -> Result<Option<FeedItem>> {
+        loop {
+            if let Some(score) = self.queue.pop_front() {
+                self.last = Some(score.position);
+                return Ok(Some(FeedItem::Score(score)));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            let last = self.last.unwrap_or(i64::MIN);
+            if self.replaying {
+                if self.subscription.overflowed() {
+                    // Fell behind while still reading the log: everything it missed is stored,
+                    // so subscribe afresh (before reading on) and keep reading the log.
+                    self.subscription = self.hub.subscribe(&self.dataset);
+                }
+                let page = self
+                    .hub
+                    .store
+                    .scores_after(&self.dataset, last, REPLAY_PAGE, Some(ScoreRole::Champion))
+                    .await?;
+                if page.is_empty() && !self.subscription.overflowed() {
+                    self.replaying = false;
+                }
+                self.queue.extend(page);
+                continue;
+            }
+            match self.subscription.next().await {
+                Ok(batch) => self
+                    .queue
+                    .extend(batch.iter().filter(|s| s.position > last).cloned()),
+                Err(Closed::Overflowed) => {
+                    self.ended = true;
+                    return Ok(Some(FeedItem::Lagged { last: self.last }));
+                }
+                Err(Closed::Stopped) => {
+                    self.ended = true;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
