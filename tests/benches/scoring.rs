@@ -1,7 +1,9 @@
 //! Scoring throughput and latency (the scorer issue's targets), run by `scripts/bench scoring`:
 //!
 //! * in-process: a logistic-regression model of 8 and of 20 features, trained by refit's own
-//!   trainer, predicting batches of 1,024 rows on one thread (the encoder included);
+//!   trainer, predicting batches of 1,024 rows on one thread (the encoder included), without and
+//!   with drift monitoring (each batch added to a drift monitor against the model's reference
+//!   profile, a report judged every 1,000 rows, as the stream does);
 //! * over HTTP: single-row `POST /api/v1/models/{name}/score` requests on loopback against the
 //!   release binary: latency at concurrency 1 (one kept-alive connection) and throughput at
 //!   concurrency 8 (eight connections, one thread each).
@@ -12,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{RawClient, percentile, refit_binary, start};
 use ndarray::ArrayView2;
+use refit_scorer::drift::{
+    DriftMonitor, MonitorKey, MonitorSettings, PreparedReference, ProfileSampler, ReferenceProfile,
+};
 use refit_scorer::native::{FORMAT, NativeModel};
 use refit_scorer::{FeatureColumn, FeatureFrame, Model, ModelInfo, Task};
 use refit_trainer::algorithms::{Algorithm, Hyperparameters};
@@ -24,13 +29,16 @@ const BATCH: usize = 1_024;
 fn main() {
     let mut lines = Vec::new();
     for features in [8, 20] {
-        let rate = in_process(features);
-        eprintln!("in-process, {features} features: {rate:.0} rows/s");
-        lines.push((
-            format!("in-process logistic, {features} features, batch {BATCH} (rows/s)"),
-            format!("{rate:.0}"),
-            ">= 5,000,000".to_string(),
-        ));
+        for drift in [false, true] {
+            let rate = in_process(features, drift);
+            let monitored = if drift { ", drift monitored" } else { "" };
+            eprintln!("in-process, {features} features{monitored}: {rate:.0} rows/s");
+            lines.push((
+                format!("in-process logistic, {features} features{monitored} (rows/s)"),
+                format!("{rate:.0}"),
+                ">= 5,000,000".to_string(),
+            ));
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -92,8 +100,9 @@ fn frame(x: &[Vec<f64>], features: usize) -> FeatureFrame {
     }
 }
 
-/// Rows per second of `predict` on batches of 1,024 rows, one thread, for ~2 seconds.
-fn in_process(features: usize) -> f64 {
+/// Rows per second of `predict` on batches of 1,024 rows, one thread, for ~2 seconds; with
+/// `drift`, each batch also goes through a drift monitor.
+fn in_process(features: usize, drift: bool) -> f64 {
     let (x, y) = synthetic(20_000, features, 7);
     let train = frame(&x, features);
     let encoder = prepare::fit_encoder(&train, true);
@@ -122,17 +131,45 @@ fn in_process(features: usize) -> f64 {
         estimator,
     };
     model.check().unwrap();
+    // The reference profile a training writes: the training values and holdout predictions.
+    let (holdout, _) = synthetic(4_000, features, 5);
+    let holdout_predictions = model.predict(&frame(&holdout, features)).unwrap();
+    let profile = ReferenceProfile::build(
+        &model.info,
+        &train,
+        Some(&holdout_predictions),
+        ProfileSampler::with_seed(42),
+    );
+    let mut monitor = DriftMonitor::new(
+        MonitorKey {
+            dataset: "bench".into(),
+            model: "bench".into(),
+            version: 1,
+        },
+        PreparedReference::new(&profile),
+        MonitorSettings::default(),
+    );
     let (probe, _) = synthetic(BATCH, features, 11);
     let batch = frame(&probe, features);
+    let machines: Vec<String> = (0..BATCH).map(|i| format!("m{}", i % 50)).collect();
     let start = Instant::now();
     let mut rows = 0usize;
     let mut checksum = 0.0;
+    let mut reports = 0;
     while start.elapsed() < Duration::from_secs(2) {
         let p = model.predict(&batch).unwrap();
+        if drift {
+            let ts: Vec<i64> = (0..BATCH).map(|i| (rows + i) as i64).collect();
+            reports += monitor.observe(&batch, &p, &machines, &ts).unwrap().len();
+        }
         checksum += p.values[0];
         rows += BATCH;
     }
     assert!(checksum.is_finite());
+    assert!(
+        !drift || reports >= rows / 1_000 - 1,
+        "{reports} reports for {rows} rows"
+    );
     rows as f64 / start.elapsed().as_secs_f64()
 }
 

@@ -130,39 +130,40 @@ fn from_order_key(key: u64) -> f64 {
 }
 
 /// Sorts ascending: LSD radix sort by 11-bit digits (digits all rows share are skipped), or the
-/// standard sort for small inputs.
+/// standard sort for small inputs. One pass counts every digit; each digit that varies costs one
+/// scatter pass.
 fn radix_sort(keys: &mut Vec<u64>) {
     const BITS: u32 = 11;
     const BUCKETS: usize = 1 << BITS;
+    const DIGITS: usize = 64_usize.div_ceil(BITS as usize);
     if keys.len() < 512 {
         keys.sort_unstable();
         return;
     }
-    let mut buffer = vec![0u64; keys.len()];
-    let mut counts = vec![0usize; BUCKETS];
-    let mut shift = 0;
-    while shift < 64 {
-        counts.iter_mut().for_each(|c| *c = 0);
-        for &k in keys.iter() {
-            counts[((k >> shift) as usize) & (BUCKETS - 1)] += 1;
+    let mut counts = vec![[0usize; BUCKETS]; DIGITS];
+    for &k in keys.iter() {
+        for (d, c) in counts.iter_mut().enumerate() {
+            c[((k >> (d as u32 * BITS)) as usize) & (BUCKETS - 1)] += 1;
         }
-        if counts.contains(&keys.len()) {
-            shift += BITS;
+    }
+    let mut buffer = vec![0u64; keys.len()];
+    for (d, c) in counts.iter_mut().enumerate() {
+        if c.contains(&keys.len()) {
             continue;
         }
         let mut total = 0;
-        for c in counts.iter_mut() {
-            let n = *c;
-            *c = total;
+        for slot in c.iter_mut() {
+            let n = *slot;
+            *slot = total;
             total += n;
         }
+        let shift = d as u32 * BITS;
         for &k in keys.iter() {
-            let d = ((k >> shift) as usize) & (BUCKETS - 1);
-            buffer[counts[d]] = k;
-            counts[d] += 1;
+            let digit = ((k >> shift) as usize) & (BUCKETS - 1);
+            buffer[c[digit]] = k;
+            c[digit] += 1;
         }
         std::mem::swap(keys, &mut buffer);
-        shift += BITS;
     }
 }
 

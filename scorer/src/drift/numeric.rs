@@ -45,46 +45,40 @@ pub fn wasserstein_distance(reference: &[f64], current: &[f64]) -> Result<f64, D
 /// SciPy's `_cdf_distance(1, u, v)` over sorted samples.
 ///
 /// SciPy sorts the concatenation and finds each value's CDF in both samples by binary search;
-/// here one merge of the two sorted samples yields the same sorted sequence, and two cursors the
-/// same counts, so the terms (and their pairwise sum) are identical, in `O(n + m)`.
+/// here one merge of the two sorted samples walks the same sorted values, and two cursors give
+/// the same counts, so the terms are identical, in `O(n + m)` (summed in order rather than
+/// pairwise: the difference is far below the 1e-9 relative agreement the tests check).
 pub(crate) fn wasserstein_sorted(u: &[f64], v: &[f64]) -> f64 {
-    let total = u.len() + v.len();
     let (nu, nv) = (u.len() as f64, v.len() as f64);
-    let mut terms = Vec::with_capacity(total.saturating_sub(1));
-    // Merge cursors, and the counts of values `<=` the current one in each sample.
+    let first = match (u.first(), v.first()) {
+        (Some(&a), Some(&b)) => a.min(b),
+        (Some(&a), None) => a,
+        (None, Some(&b)) => b,
+        (None, None) => return 0.0,
+    };
+    // Between consecutive distinct values p < x of the merged samples, each CDF is the share of
+    // its sample `<= p`; the distance is the sum of |CDF_u - CDF_v| * (x - p). One pass, summed
+    // as it goes: plain summation keeps far within the 1e-9 relative agreement with SciPy.
     let (mut i, mut j) = (0usize, 0usize);
-    let (mut cu, mut cv) = (0usize, 0usize);
-    let mut previous: Option<f64> = None;
-    while i < u.len() || j < v.len() {
+    let mut p = first;
+    let mut sum = 0.0;
+    loop {
+        while i < u.len() && u[i] <= p {
+            i += 1;
+        }
+        while j < v.len() && v[j] <= p {
+            j += 1;
+        }
         let x = match (u.get(i), v.get(j)) {
-            (Some(&a), Some(&b)) if a.total_cmp(&b).is_le() => {
-                i += 1;
-                a
-            }
-            (_, Some(&b)) => {
-                j += 1;
-                b
-            }
-            (Some(&a), None) => {
-                i += 1;
-                a
-            }
+            (Some(&a), Some(&b)) => a.min(b),
+            (Some(&a), None) => a,
+            (None, Some(&b)) => b,
             (None, None) => break,
         };
-        if let Some(p) = previous {
-            // `p`'s CDFs: every value `<= p` in each sample (ties included, as searchsorted
-            // 'right' counts them).
-            while cu < u.len() && u[cu] <= p {
-                cu += 1;
-            }
-            while cv < v.len() && v[cv] <= p {
-                cv += 1;
-            }
-            terms.push((cu as f64 / nu - cv as f64 / nv).abs() * (x - p));
-        }
-        previous = Some(x);
+        sum += (i as f64 / nu - j as f64 / nv).abs() * (x - p);
+        p = x;
     }
-    pairwise_sum(&terms)
+    sum
 }
 
 /// The population standard deviation (`numpy.std(reference)`, `ddof = 0`).
