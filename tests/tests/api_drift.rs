@@ -24,6 +24,17 @@ on_both_databases!(
     drift_bad_input
 );
 
+#[test]
+fn engines_of_fd002_streamed_into_an_fd001_model_drift_and_retrain() {
+    // One database is enough: the path is the same as above, on other real data.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(fd002_into_fd001(Db::Sqlite));
+}
+
 const MODEL: &str = "ai4i-drift";
 
 /// Readings as the model's input columns (AI4I's feature order).
@@ -58,7 +69,8 @@ fn params(share: f64) -> refit_scorer::drift::ValidDriftParams {
 /// Asserts a report's feature verdicts equal `column_drift` of the profile and `current`.
 fn assert_features(report: &Value, profile: &ReferenceProfile, current: &FeatureFrame, share: f64) {
     let features = report["features"].as_array().unwrap();
-    assert_eq!(features.len(), FEATURES.len(), "{report}");
+    let n = profile.features.len();
+    assert_eq!(features.len(), n, "{report}");
     let mut drifted = 0;
     for (i, f) in features.iter().enumerate() {
         let expected = column_drift(
@@ -67,20 +79,20 @@ fn assert_features(report: &Value, profile: &ReferenceProfile, current: &Feature
             &params(share),
         )
         .unwrap();
-        assert_eq!(f["feature"], FEATURES[i]);
+        assert_eq!(f["feature"], profile.features[i].name());
         assert_eq!(f["test"], expected.test.name(), "{f}");
         assert_eq!(f["value"].as_f64().unwrap(), expected.value, "{f}");
         assert_eq!(f["threshold"].as_f64().unwrap(), expected.threshold);
         assert_eq!(f["drifted"], expected.drifted, "{f}");
         drifted += usize::from(expected.drifted);
     }
-    assert_eq!(report["columns"], 6);
+    assert_eq!(report["columns"], n);
     assert_eq!(report["drifted_columns"], drifted);
-    assert_eq!(report["share"].as_f64().unwrap(), drifted as f64 / 6.0);
+    assert_eq!(report["share"].as_f64().unwrap(), drifted as f64 / n as f64);
     assert_eq!(report["drift_share"].as_f64().unwrap(), share);
     assert_eq!(
         report["dataset_drift"],
-        drifted as f64 / 6.0 >= share,
+        drifted as f64 / n as f64 >= share,
         "{report}"
     );
 }
@@ -420,6 +432,162 @@ async fn records_streamed_over_http_are_monitored_and_retrain(db: Db) {
     let detail: Value = serde_json::from_str(job["trigger_detail"].as_str().unwrap()).unwrap();
     assert_eq!(detail["drift_report"], reports[0]["id"]);
     let done = wait_job(&crew.oscar, job["id"].as_i64().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    app.stop().await;
+}
+
+/// C-MAPSS rows of `file`: (machine `<prefix>-<unit>`, time `cycle` s in ms, the 24 settings and
+/// sensors, `rul` if the file has it).
+fn cmapss(file: &str, prefix: &str, limit: usize) -> (Vec<String>, Vec<Value>, FeatureFrame) {
+    let path = format!("{}/data/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let names: Vec<String> = header[2..]
+        .iter()
+        .filter(|h| **h != "rul")
+        .map(|h| h.to_string())
+        .collect();
+    let mut records = Vec::new();
+    let mut columns = vec![Vec::new(); names.len()];
+    for line in lines.take(limit) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let mut record = json!({
+            "machine_id": format!("{prefix}-{}", cells[0]),
+            "ts": cells[1].parse::<i64>().unwrap() * 1000,
+        });
+        let mut k = 0;
+        for (name, cell) in header.iter().zip(&cells).skip(2) {
+            let x: f64 = cell.parse().unwrap();
+            record[*name] = json!(x);
+            if *name != "rul" {
+                columns[k].push(x);
+                k += 1;
+            }
+        }
+        records.push(record);
+    }
+    let frame = FeatureFrame {
+        rows: records.len(),
+        columns: columns.into_iter().map(FeatureColumn::Numeric).collect(),
+    };
+    (names, records, frame)
+}
+
+/// Drift on real data, end to end: a remaining-useful-life model trained on C-MAPSS FD001 (one
+/// operating condition) sees the first 10,000 readings of FD002 (six conditions) streamed in;
+/// both windows of 5,000 drift, each statistic as computed here from the model's profile, and the
+/// second drifting window in a row starts a retraining.
+async fn fd002_into_fd001(db: Db) {
+    let app = spawn_app(db).await;
+    let alice = Client::new(&app, "alice", Role::Scientist).await;
+    let gateway = Client::new(&app, "gateway", Role::Ingest).await;
+    let (names, fd001, _) = cmapss("train_FD001.csv", "fd001", usize::MAX);
+    let features: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"name": n, "kind": "numeric"}))
+        .collect();
+    alice
+        .call(
+            Method::POST,
+            "/api/v1/datasets",
+            json!({"name": "engines", "features": features,
+                   "labels": [{"name": "rul", "kind": "numeric"}]}),
+            201,
+        )
+        .await;
+    for batch in fd001.chunks(5000) {
+        let report = gateway
+            .call(
+                Method::POST,
+                "/api/v1/datasets/engines/records",
+                json!(batch),
+                200,
+            )
+            .await;
+        assert_eq!(report["rejected"], json!([]), "{report}");
+    }
+    alice
+        .call(
+            Method::POST,
+            "/api/v1/specs",
+            json!({"name": "rul", "dataset": "engines", "task": "regression", "target": "rul",
+                   "features": names, "algorithm": "linear_regression",
+                   "holdout": {"fraction": 0.2},
+                   "triggers": {"drift": {"consecutive": 2, "cooldown_secs": 3600}}}),
+            201,
+        )
+        .await;
+    let queued = alice
+        .call(Method::POST, "/api/v1/specs/rul/train", Value::Null, 202)
+        .await;
+    let first = wait_job(&alice, queued["id"].as_i64().unwrap()).await;
+    assert_eq!(first["result"]["decision"], "promoted", "{first}");
+    let profile = load_profile(&app.store, "rul", 1).await.unwrap();
+    alice
+        .call(
+            Method::PUT,
+            "/api/v1/drift/settings/engines",
+            json!({"window_rows": 5000}),
+            200,
+        )
+        .await;
+
+    let (_, fd002, fd002_frame) = cmapss("train_FD002.csv", "fd002", 10_000);
+    for batch in fd002.chunks(2500) {
+        let report = gateway
+            .call(
+                Method::POST,
+                "/api/v1/streams/engines/records",
+                json!(batch),
+                200,
+            )
+            .await;
+        assert_eq!(report["accepted"], 2500, "{report}");
+        assert_eq!(report["scored_by"][0]["version"], 1, "{report}");
+    }
+    let listed = alice
+        .get("/api/v1/drift/reports?model=rul&source=stream")
+        .await;
+    let reports = listed["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{listed}");
+    for (report, rows) in [(&reports[1], 0..5000), (&reports[0], 5000..10_000)] {
+        let window = FeatureFrame {
+            rows: 5000,
+            columns: fd002_frame
+                .columns
+                .iter()
+                .map(|c| match c {
+                    FeatureColumn::Numeric(v) => FeatureColumn::Numeric(v[rows.clone()].to_vec()),
+                    other => other.clone(),
+                })
+                .collect(),
+        };
+        assert_features(report, &profile, &window, 0.5);
+        assert_eq!(report["dataset_drift"], true);
+        // The operating settings are what changed most: all three drift.
+        for setting in 0..3 {
+            assert_eq!(report["features"][setting]["drifted"], true, "{report}");
+        }
+    }
+    let start = Instant::now();
+    let job = loop {
+        let jobs = alice.get("/api/v1/jobs?spec=rul&limit=100").await;
+        if let Some(job) = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["trigger"] == "drift")
+        {
+            break job.clone();
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "no drift-triggered training"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let done = wait_job(&alice, job["id"].as_i64().unwrap()).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     app.stop().await;
 }
