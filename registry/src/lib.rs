@@ -17,6 +17,7 @@ pub mod experiments;
 pub mod ledger;
 pub mod models;
 pub mod page;
+pub mod realized;
 mod run_names;
 pub mod runs;
 pub mod scores;

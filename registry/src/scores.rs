@@ -241,6 +241,33 @@ impl Store {
             .collect()
     }
 
+    /// The champion scores of the records with these (machine_id, ts) keys in `dataset`, by
+    /// position (records never scored have none).
+    pub async fn champion_scores_of(
+        &self,
+        dataset: &str,
+        keys: &[(String, i64)],
+    ) -> Result<Vec<StoredScore>> {
+        let mut conn = self.read.acquire().await?;
+        let id = dataset_id(&mut conn, dataset).await?;
+        let mut out = Vec::new();
+        for chunk in keys.chunks(2000) {
+            let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM scores WHERE dataset_id = "));
+            sql.bind(id)
+                .push(" AND role = 'champion' AND (machine_id, ts) IN (VALUES ");
+            for (i, (machine_id, ts)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(machine_id.as_str()).push(", ").bind(*ts).push(")");
+            }
+            sql.push(")");
+            for row in sql.fetch_all(&mut conn).await? {
+                out.push(score_from_row(&row)?);
+            }
+        }
+        out.sort_by_key(|s| s.position);
+        Ok(out)
+    }
+
     /// The registered models whose champions score the stream of the dataset named `dataset`:
     /// those of its enabled training specs, by name.
     #[tracing::instrument(skip(self))]

@@ -69,6 +69,9 @@ impl Application {
                 .with_drift(drift.clone()),
         );
         let state = AppState {
+            realized: Arc::new(refit_trainer::realized::RealizedMonitors::new(
+                store.clone(),
+            )),
             drift,
             models,
             streams,

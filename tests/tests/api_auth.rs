@@ -54,7 +54,7 @@ const EVERYONE: &[Role] = &[Admin, Scientist, Operator, Consumer, Ingest];
 #[rustfmt::skip]
 fn matrix() -> Vec<Operation> {
     use Body::{Bytes, Json, None};
-    let rows: [(&str, &str, &[Role], Body); 91] = [
+    let rows: [(&str, &str, &[Role], Body); 92] = [
         ("GET",    "/api/v1/experiments",                                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/{experiment_id}",                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/by-name/{name}",                   READ_RUNS,   None),
@@ -93,6 +93,7 @@ fn matrix() -> Vec<Operation> {
         ("GET",    "/api/v1/drift/reports/{id}",                           READ_DRIFT,  None),
         ("GET",    "/api/v1/drift/features/{feature}",                     READ_DRIFT,  None),
         ("GET",    "/api/v1/drift/machines",                               READ_DRIFT,  None),
+        ("GET",    "/api/v1/drift/realized",                               READ_DRIFT,  None),
         ("GET",    "/api/v1/drift/settings/{name}",                        READ_DATA,   None),
         ("POST",   "/api/v1/drift/check",                                  READ_DATA,   Json(r#"{"model": "matrix", "dataset": "matrix", "version": 1}"#)),
         ("PUT",    "/api/v1/drift/settings/{name}",                        WRITE,       Json(r#"{"window_rows": 100}"#)),

@@ -9,7 +9,7 @@ mod ai4i_support;
 
 use std::time::{Duration, Instant};
 
-use ai4i_support::{Client, Crew, FEATURES, Reading, ai4i, ndjson, wait_job};
+use ai4i_support::{Client, Crew, FEATURES, LABELS, Reading, ai4i, ndjson, wait_job};
 use refit_registry::drift::ReportSource;
 use refit_registry::tokens::Role;
 use refit_scorer::drift::{DriftParams, ReferenceProfile, column_drift, load_profile};
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 on_both_databases!(
     drift_from_profile_to_retraining,
     records_streamed_over_http_are_monitored_and_retrain,
+    labels_that_arrive_later_give_realized_metrics_per_window,
     drift_bad_input
 );
 
@@ -589,6 +590,143 @@ async fn fd002_into_fd001(db: Db) {
     };
     let done = wait_job(&alice, job["id"].as_i64().unwrap()).await;
     assert_eq!(done["status"], "succeeded", "{done}");
+    app.stop().await;
+}
+
+/// Labels that arrive after their readings were streamed and scored: the champion's realized
+/// metrics per window of 500 labelled scores, equal to the trainer's metrics computed here from
+/// the stream's own scores and the true labels.
+async fn labels_that_arrive_later_give_realized_metrics_per_window(db: Db) {
+    let app = spawn_app(db).await;
+    let crew = Crew::new(&app).await;
+    crew.create_dataset("ai4i").await;
+    assert_eq!(crew.ingest("ai4i", 1..=4000).await, 4000);
+    crew.create_spec(&json!({
+        "name": MODEL, "dataset": "ai4i", "task": "binary", "target": "Machine failure",
+        "features": FEATURES, "algorithm": "logistic_regression", "holdout": {"fraction": 0.2}}))
+        .await;
+    let version = crew.train_ok(MODEL).await["candidate_version"]
+        .as_i64()
+        .unwrap();
+    crew.alice
+        .call(
+            Method::PUT,
+            "/api/v1/drift/settings/ai4i",
+            json!({"window_rows": 500}),
+            200,
+        )
+        .await;
+
+    // Streamed without their labels, and scored.
+    let unlabelled: Vec<String> = ndjson(7001..=8000)
+        .iter()
+        .map(|line| {
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            for label in LABELS {
+                record.as_object_mut().unwrap().remove(label);
+            }
+            record.to_string()
+        })
+        .collect();
+    let response = crew
+        .gateway
+        .request(Method::POST, "/api/v1/streams/ai4i/records")
+        .header("content-type", "application/x-ndjson")
+        .body(unlabelled.join("\n"))
+        .send()
+        .await
+        .unwrap();
+    let streamed = refit_tests::expect_json(response, 200).await;
+    let scores = streamed["scores"].as_array().unwrap().clone();
+    assert_eq!(scores.len(), 1000);
+    assert!(
+        crew.oscar.get("/api/v1/drift/realized").await["realized"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The labels arrive.
+    let labels: Vec<Value> = readings(7001..=8000)
+        .iter()
+        .map(|r| {
+            let mut l = json!({"machine_id": r.product, "ts": r.udi * 1000});
+            for (name, y) in LABELS.iter().zip(r.labels) {
+                l[*name] = json!(y);
+            }
+            l
+        })
+        .collect();
+    let report = crew
+        .gateway
+        .call(
+            Method::POST,
+            "/api/v1/datasets/ai4i/labels",
+            json!(labels),
+            200,
+        )
+        .await;
+    assert_eq!(report["accepted"], 1000, "{report}");
+
+    let listed = crew
+        .oscar
+        .get(&format!("/api/v1/drift/realized?model={MODEL}"))
+        .await;
+    let windows = listed["realized"].as_array().unwrap();
+    assert_eq!(windows.len(), 2, "{listed}");
+    for (window, part) in [(&windows[1], 0..500), (&windows[0], 500..1000)] {
+        assert_eq!(window["model"], MODEL);
+        assert_eq!(window["version"], version);
+        assert_eq!(window["dataset"], "ai4i");
+        assert_eq!(window["rows"], 500);
+        assert_eq!(window["window_start"], (7001 + part.start as i64) * 1000);
+        assert_eq!(window["window_end"], (7000 + part.end as i64) * 1000);
+        // The trainer's metrics on the same scores and labels.
+        let rows = readings(7001..=8000);
+        let classes = ["0", "1"];
+        let truth: Vec<f64> = part.clone().map(|i| rows[i].labels[0] as f64).collect();
+        let values: Vec<f64> = part
+            .clone()
+            .map(|i| {
+                let p = scores[i]["prediction"].as_str().unwrap();
+                classes.iter().position(|c| *c == p).unwrap() as f64
+            })
+            .collect();
+        let probabilities: Vec<f64> = part
+            .clone()
+            .flat_map(|i| {
+                classes
+                    .iter()
+                    .map(|c| scores[i]["probabilities"][*c].as_f64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let expected = refit_trainer::evaluate::evaluate(
+            refit_scorer::Task::Binary,
+            2,
+            &truth,
+            &refit_scorer::Predictions {
+                values,
+                probabilities: Some(probabilities),
+            },
+        );
+        let metrics = window["metrics"].as_object().unwrap();
+        assert_eq!(metrics.len(), expected.len(), "{window}");
+        for (name, value) in expected {
+            let got = metrics[name.as_str()].as_f64().unwrap();
+            assert!(
+                (got - value).abs() <= 1e-12 * value.abs().max(1.0),
+                "{name:?}: {got} vs {value}"
+            );
+        }
+    }
+    let response = crew
+        .oscar
+        .request(Method::GET, "/api/v1/drift/realized?limit=0")
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, "INVALID_PARAMETER_VALUE", "limit").await;
     app.stop().await;
 }
 

@@ -149,7 +149,7 @@ async fn prune_keeps_kept_snapshots_unless_forced(db: Db) {
         .await;
     assert_eq!(
         report,
-        json!({"cutoff": T0 + 19 * DAY, "deleted_records": 32, "deleted_labels": 32,
+        json!({"cutoff": T0 + 19 * DAY, "deleted_records": 32, "deleted_labels": 32, "deleted_scores": 0,
                "kept_for_snapshots": 6, "released_snapshots": []})
     );
     assert_eq!(ada.counts("press").await, (28, 28));
@@ -177,7 +177,7 @@ async fn prune_keeps_kept_snapshots_unless_forced(db: Db) {
         .await;
     assert_eq!(
         report,
-        json!({"cutoff": T0 + 19 * DAY, "deleted_records": 6, "deleted_labels": 6,
+        json!({"cutoff": T0 + 19 * DAY, "deleted_records": 6, "deleted_labels": 6, "deleted_scores": 0,
                "kept_for_snapshots": 0, "released_snapshots": [1]})
     );
     assert_eq!(ada.counts("press").await, (22, 22));
@@ -305,7 +305,7 @@ async fn the_scheduler_applies_retention_on_its_own(db: Db) {
     assert_eq!(entry["target"], "dataset:press");
     assert_eq!(
         entry["detail"],
-        "before 2023-12-03T22:13:20Z: 36 readings and 36 labels deleted, 2 kept for snapshots"
+        "before 2023-12-03T22:13:20Z: 36 readings, 36 labels and 0 scores deleted, 2 kept for snapshots"
     );
 
     // A newer reading moves the cutoff two days on; the next round prunes days 19 and 20.

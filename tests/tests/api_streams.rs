@@ -30,6 +30,7 @@ on_both_databases!(
     stream_scores_equal_batch_scores_and_duplicates_are_not_rescored,
     sse_subscribers_resume_without_gap_or_duplicate,
     a_swap_mid_stream_scores_every_record_once_by_the_version_on_its_score,
+    retention_prunes_the_scores_of_pruned_readings,
 );
 
 /// One database is enough where the behaviour under test is in-process (buffers, protocols).
@@ -983,5 +984,79 @@ async fn bad_requests(db: Db) {
             .await;
         expect_error(response, 400, "INVALID_PARAMETER_VALUE", "").await;
     }
+    app.stop().await;
+}
+
+/// The score log keeps what the history keeps: pruning a dataset's old readings deletes their
+/// scores too, and the log then starts with the first score of a kept reading.
+async fn retention_prunes_the_scores_of_pruned_readings(db: Db) {
+    const DAY: i64 = 86_400_000;
+    const T0: i64 = 1_700_000_000_000;
+    let app = spawn_app(db).await;
+    let crew = Crew::new(&app).await;
+    crew.alice
+        .call(
+            Method::POST,
+            "/api/v1/datasets",
+            json!({"name": "press", "features": [{"name": "x", "kind": "numeric"}],
+                   "labels": [{"name": "y", "kind": "numeric"}]}),
+            201,
+        )
+        .await;
+    // Twenty days of training readings (y = 2x + 1), then a model.
+    let readings: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({"machine_id": format!("m{}", i % 4), "ts": T0 + (i / 10) * DAY + i,
+                        "x": i as f64, "y": 2.0 * i as f64 + 1.0})
+        })
+        .collect();
+    crew.gateway
+        .call(
+            Method::POST,
+            "/api/v1/datasets/press/records",
+            json!(readings),
+            200,
+        )
+        .await;
+    crew.create_spec(
+        &json!({"name": "press", "dataset": "press", "task": "regression",
+                             "target": "y", "features": ["x"],
+                             "algorithm": "linear_regression"}),
+    )
+    .await;
+    assert_eq!(crew.train_ok("press").await["decision"], "promoted");
+    // Streamed: one reading a day for days 20..40.
+    let streamed: Vec<String> = (20..40)
+        .map(|d| json!({"machine_id": "m9", "ts": T0 + d * DAY, "x": d as f64}).to_string())
+        .collect();
+    let report = stream(&crew.gateway, "press", &streamed).await;
+    assert_eq!(report["scores"].as_array().unwrap().len(), 20, "{report}");
+
+    // Keep 10 days before the newest reading (day 39): days 29..39 stay.
+    crew.alice
+        .call(
+            Method::PATCH,
+            "/api/v1/datasets/press",
+            json!({"retention_days": 10}),
+            200,
+        )
+        .await;
+    let pruned = crew
+        .alice
+        .call(Method::POST, "/api/v1/datasets/press/prune", json!({}), 200)
+        .await;
+    assert_eq!(pruned["cutoff"], T0 + 29 * DAY);
+    // The training readings are kept for the model's snapshots; the streamed ones of days 20..28
+    // go, with their scores.
+    assert_eq!(pruned["kept_for_snapshots"], 200);
+    assert_eq!(pruned["deleted_records"], 9);
+    assert_eq!(pruned["deleted_scores"], 9, "{pruned}");
+    let kept = log(&crew.oscar, "press").await;
+    let days: Vec<i64> = kept
+        .iter()
+        .map(|s| (s["ts"].as_i64().unwrap() - T0) / DAY)
+        .collect();
+    assert_eq!(days, (29..40).collect::<Vec<_>>());
+    assert_eq!(kept[0]["position"], 10, "positions are not reused");
     app.stop().await;
 }

@@ -123,6 +123,7 @@ async fn pruning_keeps_what_kept_snapshots_cover_and_drops_the_rest(db: Db) {
             cutoff: Some(T0 + 19 * DAY),
             deleted_records: 30,
             deleted_labels: 30,
+            deleted_scores: 0,
             kept_for_snapshots: 8,
             released_snapshots: vec![],
         }
@@ -155,7 +156,7 @@ async fn pruning_keeps_what_kept_snapshots_cover_and_drops_the_rest(db: Db) {
     assert_eq!(
         entry.detail.as_deref(),
         Some(
-            "before 2023-12-03T22:13:20Z: 30 readings and 30 labels deleted, 8 kept for snapshots"
+            "before 2023-12-03T22:13:20Z: 30 readings, 30 labels and 0 scores deleted, 8 kept for snapshots"
         )
     );
 
@@ -207,6 +208,7 @@ async fn forced_pruning_releases_the_snapshots_it_takes_rows_from(db: Db) {
             cutoff: Some(T0 + 19 * DAY),
             deleted_records: 38,
             deleted_labels: 38,
+            deleted_scores: 0,
             kept_for_snapshots: 0,
             released_snapshots: vec![1, 2],
         }
@@ -285,6 +287,7 @@ async fn pruning_needs_retention_and_an_existing_dataset(db: Db) {
             cutoff: None,
             deleted_records: 0,
             deleted_labels: 0,
+            deleted_scores: 0,
             kept_for_snapshots: 0,
             released_snapshots: vec![],
         }

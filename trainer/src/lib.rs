@@ -11,6 +11,7 @@ pub mod fit;
 pub mod gate;
 pub mod metrics;
 pub mod prepare;
+pub mod realized;
 pub mod scheduler;
 pub mod spec;
 pub mod trainer;

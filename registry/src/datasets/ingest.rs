@@ -317,6 +317,21 @@ impl Store {
         body: String,
         ndjson: bool,
     ) -> Result<IngestReport> {
+        Ok(self
+            .ingest_labels_returning(actor, name, body, ndjson)
+            .await?
+            .0)
+    }
+
+    /// [`Store::ingest_labels`], also returning the labels it stored: (machine_id, ts, label
+    /// values in the schema's label order), for realized metrics.
+    pub async fn ingest_labels_returning(
+        &self,
+        actor: &Actor,
+        name: &str,
+        body: String,
+        ndjson: bool,
+    ) -> Result<(IngestReport, Vec<StoredLabels>)> {
         let dataset = self.get_dataset(name).await?;
         let (mut raws, readings, mut rejected) = parse_batch(&dataset, body, ndjson, true).await?;
         let mut conn = self.writer().await?;
@@ -440,13 +455,29 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(IngestReport {
-            accepted: new.len(),
-            duplicates,
-            rejected,
-        })
+        let stored = new
+            .iter()
+            .map(|r| {
+                (
+                    r.machine_id.clone(),
+                    r.ts,
+                    r.labels.clone().expect("the labels parser requires labels"),
+                )
+            })
+            .collect();
+        Ok((
+            IngestReport {
+                accepted: new.len(),
+                duplicates,
+                rejected,
+            },
+            stored,
+        ))
     }
 }
+
+/// Labels as stored: (machine_id, ts, values in the schema's label order).
+pub type StoredLabels = (String, i64, Vec<Value>);
 
 /// A parsed labels record as JSON, for its dead letter: the key and every label value refused.
 fn labels_json(reading: &Reading, schema: &Schema) -> String {

@@ -7,7 +7,7 @@ mod retention;
 pub mod schema;
 mod snapshots;
 
-pub use ingest::IngestReport;
+pub use ingest::{IngestReport, StoredLabels};
 pub use record::{Reading, Rejection, Value};
 pub use retention::PruneReport;
 pub use schema::{Column, ColumnKind, Schema};

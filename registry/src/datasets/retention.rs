@@ -33,6 +33,9 @@ pub struct PruneReport {
     pub deleted_records: u64,
     /// Labels deleted (always with their readings).
     pub deleted_labels: u64,
+    /// Stream scores deleted (always with their readings): the score log keeps what the
+    /// history keeps, so a subscriber resuming from an older position gets the scores still held.
+    pub deleted_scores: u64,
     /// Readings older than the cutoff kept because a kept snapshot's range covers them.
     pub kept_for_snapshots: u64,
     /// Snapshots a forced prune took rows from; they are no longer kept, and their verification
@@ -163,6 +166,7 @@ impl Store {
             cutoff: None,
             deleted_records: 0,
             deleted_labels: 0,
+            deleted_scores: 0,
             kept_for_snapshots: 0,
             released_snapshots: Vec::new(),
         };
@@ -205,12 +209,12 @@ impl Store {
                 let n: i64 = sql.fetch_all(&mut tx).await?[0].try_get("n")?;
                 report.kept_for_snapshots = n as u64;
             }
-            // Labels first: they go with their readings, which share their keys.
-            for table in ["record_labels", "records"] {
-                let mut sql = Sql::new(if table == "records" {
-                    "DELETE FROM records WHERE dataset_id = "
-                } else {
-                    "DELETE FROM record_labels WHERE dataset_id = "
+            // Labels and scores first: they go with their readings, which share their keys.
+            for table in ["record_labels", "scores", "records"] {
+                let mut sql = Sql::new(match table {
+                    "records" => "DELETE FROM records WHERE dataset_id = ",
+                    "scores" => "DELETE FROM scores WHERE dataset_id = ",
+                    _ => "DELETE FROM record_labels WHERE dataset_id = ",
                 });
                 sql.bind(dataset.id).push(" AND ts < ").bind(cutoff);
                 if kept {
@@ -218,10 +222,10 @@ impl Store {
                     protection.push_condition(&mut sql);
                 }
                 let n = sql.execute(&mut tx).await?;
-                if table == "records" {
-                    report.deleted_records = n;
-                } else {
-                    report.deleted_labels = n;
+                match table {
+                    "records" => report.deleted_records = n,
+                    "scores" => report.deleted_scores = n,
+                    _ => report.deleted_labels = n,
                 }
             }
             for ids in report.released_snapshots.chunks(IDS_PER_STATEMENT) {
@@ -233,10 +237,11 @@ impl Store {
         let detail = match report.cutoff {
             None => "no readings".to_string(),
             Some(cutoff) => format!(
-                "before {}: {} readings and {} labels deleted, {} kept for snapshots{}",
+                "before {}: {} readings, {} labels and {} scores deleted, {} kept for snapshots{}",
                 format_time(cutoff),
                 report.deleted_records,
                 report.deleted_labels,
+                report.deleted_scores,
                 report.kept_for_snapshots,
                 if force {
                     format!(

@@ -298,12 +298,15 @@ async fn ingest_labels(
     req: Request,
 ) -> ApiResult<axum::Json<IngestReport>> {
     let (ndjson, text) = body_text(&state, req).await?;
-    Ok(axum::Json(
-        state
-            .store
-            .ingest_labels(&caller.actor(), &name, text, ndjson)
-            .await?,
-    ))
+    let (report, stored) = state
+        .store
+        .ingest_labels_returning(&caller.actor(), &name, text, ndjson)
+        .await?;
+    // The labels are stored: realized metrics are a by-product, never a reason to fail the call.
+    if let Err(e) = state.realized.observe_labels(&name, &stored).await {
+        tracing::warn!(dataset = %name, error = %e, "realized metrics failed");
+    }
+    Ok(axum::Json(report))
 }
 
 #[utoipa::path(get, path = "/datasets/{name}/dead-letters", tag = "datasets",

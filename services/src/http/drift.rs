@@ -31,6 +31,51 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(machine_ranking))
         .routes(routes!(check))
         .routes(routes!(get_settings, put_settings))
+        .routes(routes!(list_realized))
+}
+
+/// Which windows of realized metrics to read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RealizedQuery {
+    /// Only this model's.
+    #[serde(default)]
+    model: Option<String>,
+    /// Only this dataset's.
+    #[serde(default)]
+    dataset: Option<String>,
+    /// Most windows (1-1000, default 100).
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// Windows of realized metrics, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RealizedList {
+    realized: Vec<refit_registry::realized::Realized>,
+}
+
+#[utoipa::path(get, path = "/drift/realized", tag = "drift", params(RealizedQuery),
+    responses((status = 200, description = "The champion's metrics on records whose labels arrived, per window, newest first", body = RealizedList),
+              (status = 400, description = "Bad query", body = ErrorBody)))]
+async fn list_realized(
+    State(state): State<AppState>,
+    _: Can<can::ReadDrift>,
+    Query(q): Query<RealizedQuery>,
+) -> ApiResult<axum::Json<RealizedList>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit: {limit} is outside 1-1000"
+        )));
+    }
+    Ok(axum::Json(RealizedList {
+        realized: state
+            .store
+            .list_realized(q.model.as_deref(), q.dataset.as_deref(), limit)
+            .await?,
+    }))
 }
 
 /// Which reports to read.

@@ -24,6 +24,8 @@ pub struct AppState {
     pub scheduler: Scheduler,
     /// Registered models' aliases resolved to loaded models, for scoring.
     pub models: Arc<ModelServer>,
+    /// Realized metrics of the champions, as labels arrive for streamed records.
+    pub realized: Arc<refit_trainer::realized::RealizedMonitors>,
     /// The stream pipeline: records in, scores to subscribers.
     pub streams: Arc<StreamHub>,
     /// Drift monitors per (dataset, model, version); their reports feed the drift triggers.
