@@ -22,6 +22,7 @@ on_both_databases!(
     drift_from_profile_to_retraining,
     records_streamed_over_http_are_monitored_and_retrain,
     labels_that_arrive_later_give_realized_metrics_per_window,
+    a_champion_worse_on_realized_labels_is_rolled_back,
     drift_bad_input
 );
 
@@ -593,6 +594,133 @@ async fn fd002_into_fd001(db: Db) {
     app.stop().await;
 }
 
+/// Streams the readings `udis` without their labels; returns their scores.
+async fn stream_unlabelled(crew: &Crew<'_>, udis: std::ops::RangeInclusive<i64>) -> Vec<Value> {
+    let unlabelled: Vec<String> = ndjson(udis.clone())
+        .iter()
+        .map(|line| {
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            for label in LABELS {
+                record.as_object_mut().unwrap().remove(label);
+            }
+            record.to_string()
+        })
+        .collect();
+    let response = crew
+        .gateway
+        .request(Method::POST, "/api/v1/streams/ai4i/records")
+        .header("content-type", "application/x-ndjson")
+        .body(unlabelled.join("\n"))
+        .send()
+        .await
+        .unwrap();
+    let streamed = refit_tests::expect_json(response, 200).await;
+    let scores = streamed["scores"].as_array().unwrap().clone();
+    assert_eq!(scores.len(), udis.count(), "{streamed}");
+    scores
+}
+
+/// Sends the labels of the readings `udis` (with `Machine failure` flipped when `flip`).
+async fn post_labels(crew: &Crew<'_>, udis: std::ops::RangeInclusive<i64>, flip: bool) {
+    let labels: Vec<Value> = readings(udis.clone())
+        .iter()
+        .map(|r| {
+            let mut l = json!({"machine_id": r.product, "ts": r.udi * 1000});
+            for (name, y) in LABELS.iter().zip(r.labels) {
+                l[*name] = json!(y);
+            }
+            if flip {
+                l["Machine failure"] = json!(1 - r.labels[0]);
+            }
+            l
+        })
+        .collect();
+    let report = crew
+        .gateway
+        .call(
+            Method::POST,
+            "/api/v1/datasets/ai4i/labels",
+            json!(labels),
+            200,
+        )
+        .await;
+    assert_eq!(report["accepted"], udis.count(), "{report}");
+}
+
+/// The post-promotion watch: a second champion whose realized accuracy falls more than the
+/// margin below its predecessor's is rolled back to it, recorded in the ledger with both sides'
+/// windows; a watch that does not fit the task is refused naming the field.
+async fn a_champion_worse_on_realized_labels_is_rolled_back(db: Db) {
+    let app = spawn_app(db).await;
+    let crew = Crew::new(&app).await;
+    crew.create_dataset("ai4i").await;
+    assert_eq!(crew.ingest("ai4i", 1..=4000).await, 4000);
+    let mut spec = json!({
+        "name": MODEL, "dataset": "ai4i", "task": "binary", "target": "Machine failure",
+        "features": FEATURES, "algorithm": "logistic_regression", "holdout": {"fraction": 0.2},
+        "watch": {"metric": "rmse", "margin": 0.05}});
+    let response = crew
+        .alice
+        .send(Method::POST, "/api/v1/specs", spec.clone())
+        .await;
+    expect_error(response, 400, "INVALID_PARAMETER_VALUE", "watch.metric").await;
+    spec["watch"] = json!({"metric": "accuracy", "windows": 1, "margin": 0.05});
+    crew.create_spec(&spec).await;
+    assert_eq!(crew.train_ok(MODEL).await["candidate_version"], 1);
+    crew.alice
+        .call(
+            Method::PUT,
+            "/api/v1/drift/settings/ai4i",
+            json!({"window_rows": 500}),
+            200,
+        )
+        .await;
+    // Version 1's realized window, on true labels.
+    stream_unlabelled(&crew, 7001..=7500).await;
+    post_labels(&crew, 7001..=7500, false).await;
+
+    // Version 2 is promoted; its records' labels say it is wrong nearly every time.
+    assert_eq!(crew.ingest("ai4i", 4001..=6000).await, 2000);
+    let second = crew.train_ok(MODEL).await;
+    assert_eq!(second["decision"], "promoted", "{second}");
+    assert_eq!(crew.alias(MODEL, "champion").await, Some(2));
+    let scores = stream_unlabelled(&crew, 7501..=8000).await;
+    assert!(scores.iter().all(|s| s["version"] == 2));
+    post_labels(&crew, 7501..=8000, true).await;
+
+    let realized = crew
+        .oscar
+        .get(&format!("/api/v1/drift/realized?model={MODEL}"))
+        .await;
+    let windows = realized["realized"].as_array().unwrap();
+    assert_eq!(windows.len(), 2, "{realized}");
+    let (now, before) = (&windows[0], &windows[1]);
+    assert_eq!(
+        (now["version"].as_i64(), before["version"].as_i64()),
+        (Some(2), Some(1))
+    );
+    let (a2, a1) = (
+        now["metrics"]["accuracy"].as_f64().unwrap(),
+        before["metrics"]["accuracy"].as_f64().unwrap(),
+    );
+    assert!(a2 < a1 - 0.05, "{a2} vs {a1}");
+    assert_eq!(crew.alias(MODEL, "champion").await, Some(1), "rolled back");
+    let entry = crew.ledger(MODEL).await.into_iter().next().unwrap();
+    assert_eq!(entry["decision"], "rolled_back", "{entry}");
+    assert_eq!(entry["trigger"], "watch");
+    assert_eq!(entry["actor"], "automation:trainer");
+    assert_eq!(entry["cause"]["realized"], json!([now["id"]]));
+    assert_eq!(entry["cause"]["baseline"], json!([before["id"]]));
+    let reason = entry["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "post-promotion watch: accuracy {a2:.4} over version 2's first 1 realized window(s), {a1:.4} over version 1's last 1"
+        )),
+        "{entry}"
+    );
+    app.stop().await;
+}
+
 /// Labels that arrive after their readings were streamed and scored: the champion's realized
 /// metrics per window of 500 labelled scores, equal to the trainer's metrics computed here from
 /// the stream's own scores and the true labels.
@@ -618,27 +746,7 @@ async fn labels_that_arrive_later_give_realized_metrics_per_window(db: Db) {
         .await;
 
     // Streamed without their labels, and scored.
-    let unlabelled: Vec<String> = ndjson(7001..=8000)
-        .iter()
-        .map(|line| {
-            let mut record: Value = serde_json::from_str(line).unwrap();
-            for label in LABELS {
-                record.as_object_mut().unwrap().remove(label);
-            }
-            record.to_string()
-        })
-        .collect();
-    let response = crew
-        .gateway
-        .request(Method::POST, "/api/v1/streams/ai4i/records")
-        .header("content-type", "application/x-ndjson")
-        .body(unlabelled.join("\n"))
-        .send()
-        .await
-        .unwrap();
-    let streamed = refit_tests::expect_json(response, 200).await;
-    let scores = streamed["scores"].as_array().unwrap().clone();
-    assert_eq!(scores.len(), 1000);
+    let scores = stream_unlabelled(&crew, 7001..=8000).await;
     assert!(
         crew.oscar.get("/api/v1/drift/realized").await["realized"]
             .as_array()
@@ -647,26 +755,7 @@ async fn labels_that_arrive_later_give_realized_metrics_per_window(db: Db) {
     );
 
     // The labels arrive.
-    let labels: Vec<Value> = readings(7001..=8000)
-        .iter()
-        .map(|r| {
-            let mut l = json!({"machine_id": r.product, "ts": r.udi * 1000});
-            for (name, y) in LABELS.iter().zip(r.labels) {
-                l[*name] = json!(y);
-            }
-            l
-        })
-        .collect();
-    let report = crew
-        .gateway
-        .call(
-            Method::POST,
-            "/api/v1/datasets/ai4i/labels",
-            json!(labels),
-            200,
-        )
-        .await;
-    assert_eq!(report["accepted"], 1000, "{report}");
+    post_labels(&crew, 7001..=8000, false).await;
 
     let listed = crew
         .oscar

@@ -5,6 +5,12 @@
 //! Windows fill in the order labels arrive; an open window lives in the process (like the drift
 //! monitors' windows) and is lost on restart. A label for a record no champion scored, a label
 //! that is missing, or a class the model does not know is left out.
+//!
+//! **Post-promotion watch.** When a spec has a [`Watch`], every stored window of its current
+//! champion is followed by a comparison with the predecessor (the `previous` alias): once the
+//! champion has `windows` windows, their mean metric against the predecessor's last `windows`
+//! windows; worse by more than the margin rolls back to the predecessor (ledger trigger `watch`,
+//! with both sides' windows as the cause).
 
 use std::collections::HashMap;
 
@@ -14,9 +20,12 @@ use refit_registry::realized::{NewRealized, Realized};
 use refit_scorer::onnx::OnnxRuntime;
 use refit_scorer::{Predictions, Task};
 
-use crate::evaluate::evaluate;
+use refit_registry::ledger::LedgerEntry;
+
+use crate::evaluate::{MetricName, evaluate};
 use crate::prepare::class_key;
-use crate::spec::TrainingSpec;
+use crate::spec::{TrainingSpec, Watch};
+use crate::trainer::trainer_actor;
 
 /// Rows of a window when the dataset's drift windows are not counted in rows.
 pub const DEFAULT_WINDOW_ROWS: usize = 1_000;
@@ -139,9 +148,93 @@ impl RealizedMonitors {
                     self.store_window(dataset, &score.model, score.version, full)
                         .await?,
                 );
+                if let Some(watch) = &spec.watch
+                    && let Some(entry) = self.watch(watch, &score.model, score.version).await?
+                {
+                    tracing::warn!(
+                        model = %score.model,
+                        version = score.version,
+                        ledger = entry.id,
+                        "post-promotion watch rolled back"
+                    );
+                }
             }
         }
         Ok(stored)
+    }
+
+    /// The post-promotion watch of `model` after a window of `version` was stored: the rollback's
+    /// ledger entry when it rolled back.
+    async fn watch(
+        &self,
+        watch: &Watch,
+        model: &str,
+        version: i64,
+    ) -> Result<Option<LedgerEntry>, String> {
+        let store = &self.store;
+        if store
+            .champion_version(model)
+            .await
+            .map_err(|e| e.to_string())?
+            != Some(version)
+        {
+            return Ok(None);
+        }
+        let previous = match store.get_model_version_by_alias(model, "previous").await {
+            Ok(v) => v.version,
+            Err(refit_registry::Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let all = store
+            .list_realized(Some(model), None, 1000)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Newest first: the champion's first windows are at the end of its list, the
+        // predecessor's last ones at the start of its.
+        let mut mine: Vec<&Realized> = all.iter().filter(|r| r.version == version).collect();
+        mine.reverse();
+        let theirs: Vec<&Realized> = all.iter().filter(|r| r.version == previous).collect();
+        let n = watch.windows;
+        if mine.len() < n || theirs.is_empty() {
+            return Ok(None);
+        }
+        let (mine, theirs) = (&mine[..n], &theirs[..n.min(theirs.len())]);
+        let (Some(now), Some(before)) = (mean(mine, watch.metric), mean(theirs, watch.metric))
+        else {
+            return Ok(None);
+        };
+        let worse = if watch.metric.higher_is_better() {
+            now < before - watch.margin
+        } else {
+            now > before + watch.margin
+        };
+        if !worse {
+            return Ok(None);
+        }
+        let reason = format!(
+            "post-promotion watch: {} {now:.4} over version {version}'s first {} realized \
+             window(s), {before:.4} over version {previous}'s last {}; margin {}",
+            watch.metric,
+            mine.len(),
+            theirs.len(),
+            watch.margin
+        );
+        let cause = serde_json::json!({
+            "realized": mine.iter().map(|r| r.id).collect::<Vec<_>>(),
+            "baseline": theirs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        });
+        store
+            .rollback(
+                &trainer_actor(),
+                model,
+                Some(previous),
+                Some(&reason),
+                "watch",
+                Some(cause),
+            )
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     async fn model_info(&self, model: &str, version: i64) -> Result<(Task, Vec<String>), String> {
@@ -212,4 +305,13 @@ fn add(w: &mut Window, label: &Value, score: &refit_registry::scores::StoredScor
         w.values.push(predicted);
     }
     true
+}
+
+/// The mean of `metric` over `windows` (those that have it); `None` when none has.
+fn mean(windows: &[&Realized], metric: MetricName) -> Option<f64> {
+    let values: Vec<f64> = windows
+        .iter()
+        .filter_map(|r| r.metrics.get(metric.as_str())?.as_f64())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }

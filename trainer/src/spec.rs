@@ -74,6 +74,10 @@ pub struct TrainingSpec {
     /// What a candidate must do to be promoted.
     #[serde(default)]
     pub gate: Gate,
+    /// After a promotion, watch the new champion's realized metric (labels arriving for the
+    /// records it scored) and roll back to its predecessor if it does worse; default: no watch.
+    #[serde(default)]
+    pub watch: Option<Watch>,
     /// Seed for every random choice (sampling, bootstrap); the same seed on the same snapshots
     /// gives the same model bytes.
     #[serde(default = "default_seed")]
@@ -87,6 +91,29 @@ fn default_window() -> String {
 fn default_seed() -> u64 {
     42
 }
+
+/// The post-promotion watch: once the new champion has `windows` windows of realized metrics,
+/// their mean `metric` is compared with its predecessor's over its last `windows` windows (from
+/// before the promotion); worse by more than `margin` (in the metric's own units; lower is worse
+/// unless the metric is an error) rolls back to the predecessor, recorded in the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    /// The realized metric compared.
+    pub metric: MetricName,
+    /// Windows of realized metrics compared on each side (1-100). Default 1.
+    #[serde(default = "one")]
+    pub windows: usize,
+    /// How much worse the new champion may be before it is rolled back (>= 0).
+    pub margin: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Most realized windows a watch compares.
+pub const MAX_WATCH_WINDOWS: usize = 100;
 
 /// Input preprocessing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -378,6 +405,23 @@ impl TrainingSpec {
                         drift.cooldown_secs
                     ),
                 ));
+            }
+        }
+        if let Some(watch) = &self.watch {
+            if watch.metric.is_regression() != (self.task == Task::Regression) {
+                return Err(err(
+                    "watch.metric",
+                    format!("{} does not judge a {:?} model", watch.metric, self.task),
+                ));
+            }
+            if !(1..=MAX_WATCH_WINDOWS).contains(&watch.windows) {
+                return Err(err(
+                    "watch.windows",
+                    format!("{} is outside 1-{MAX_WATCH_WINDOWS}", watch.windows),
+                ));
+            }
+            if !(watch.margin.is_finite() && watch.margin >= 0.0) {
+                return Err(err("watch.margin", "must be a number >= 0"));
             }
         }
         self.gate
