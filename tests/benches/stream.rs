@@ -1,0 +1,201 @@
+//! The stream end to end (the scorer issue's ingest-with-scoring and memory targets), run by
+//! `scripts/bench stream`: NDJSON readings of 8 numeric features posted to
+//! `/api/v1/streams/{dataset}/records` of the release binary on SQLite, each batch validated,
+//! stored, scored by the champion (logistic regression) in the same transaction, its scores
+//! stored and published, and fed to the drift monitor (windows of 1,000 rows); then the server's
+//! peak RSS while 1,000,000 readings stream through it.
+
+mod common;
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use common::{RawClient, refit_binary, rss_mb, start};
+use serde_json::{Value, json};
+
+const FEATURES: usize = 8;
+const MACHINES: usize = 200;
+const BATCH: usize = 10_000;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = start(&refit_binary(), None);
+    let e = server.endpoint.clone();
+    rt.block_on(prepare(&e));
+    let pid = server.child.id();
+
+    // Throughput: 500,000 readings, one client, then two.
+    let mut results = Vec::new();
+    let mut next = 0usize;
+    for clients in [1, 2] {
+        let bodies: Vec<Vec<u8>> = (0..500_000 / BATCH)
+            .map(|b| body(next + b * BATCH, BATCH))
+            .collect();
+        next += 500_000;
+        let start = Instant::now();
+        let chunks: Vec<Vec<Vec<u8>>> = (0..clients)
+            .map(|c| bodies.iter().skip(c).step_by(clients).cloned().collect())
+            .collect();
+        let threads: Vec<_> = chunks
+            .into_iter()
+            .map(|mine| {
+                let e = e.clone();
+                std::thread::spawn(move || {
+                    let mut c = RawClient::connect(&e);
+                    for b in mine {
+                        c.post_raw("/api/v1/streams/bench/records", "application/x-ndjson", &b);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let rate = 500_000.0 / start.elapsed().as_secs_f64();
+        eprintln!("stream, {clients} client(s): {rate:.0} rows/s");
+        results.push((clients, rate));
+    }
+
+    // Memory: 1,000,000 more readings, RSS sampled as they go.
+    let rss_before = rss_mb(pid);
+    let mut peak = rss_before;
+    let mut c = RawClient::connect(&e);
+    for b in 0..1_000_000 / BATCH {
+        c.post_raw(
+            "/api/v1/streams/bench/records",
+            "application/x-ndjson",
+            &body(next + b * BATCH, BATCH),
+        );
+        peak = peak.max(rss_mb(pid));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_after = rss_mb(pid);
+
+    println!();
+    println!(
+        "refit stream benchmark (SQLite, release build, NDJSON batches of {BATCH}, {FEATURES} features, \
+         scored by a logistic regression, drift windows of 1,000 rows)"
+    );
+    println!("{:<52} {:>14} {:>14}", "figure", "refit", "target");
+    for (clients, rate) in results {
+        println!(
+            "{:<52} {:>14.0} {:>14}",
+            format!("stream ingest + scoring + drift, {clients} client(s), rows/s"),
+            rate,
+            ">= 500,000"
+        );
+    }
+    println!(
+        "{:<52} {:>14.1} {:>14}",
+        "RSS while streaming 1,000,000 readings, peak (MB)", peak, "<= 150"
+    );
+    println!(
+        "{:<52} {:>14.1} {:>14}",
+        "RSS before / after that (MB)",
+        rss_before,
+        format!("{rss_after:.1}")
+    );
+}
+
+/// A dataset, 20,000 labelled readings, a logistic-regression spec trained and promoted, and
+/// drift windows of 1,000 rows.
+async fn prepare(e: &common::Endpoint) {
+    let client = reqwest::Client::new();
+    let features: Vec<Value> = (0..FEATURES)
+        .map(|j| json!({"name": format!("f{j}"), "kind": "numeric"}))
+        .collect();
+    e.call(
+        &client,
+        "/api/v1/datasets",
+        &json!({"name": "bench", "features": features,
+                "labels": [{"name": "y", "kind": "numeric"}]}),
+    )
+    .await;
+    let mut training = String::new();
+    for i in 0..20_000 {
+        training.push_str(&reading(i, true).0);
+    }
+    let resp = client
+        .post(format!(
+            "http://{}/api/v1/datasets/bench/records",
+            e.address
+        ))
+        .bearer_auth(&e.token)
+        .header("content-type", "application/x-ndjson")
+        .body(training)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let names: Vec<String> = (0..FEATURES).map(|j| format!("f{j}")).collect();
+    e.call(
+        &client,
+        "/api/v1/specs",
+        &json!({"name": "bench", "dataset": "bench", "task": "binary", "target": "y",
+                "features": names, "algorithm": "logistic_regression"}),
+    )
+    .await;
+    let job = e
+        .call(&client, "/api/v1/specs/bench/train", &Value::Null)
+        .await;
+    let id = job["id"].as_i64().unwrap();
+    loop {
+        let job: Value = client
+            .get(format!("http://{}/api/v1/jobs/{id}", e.address))
+            .bearer_auth(&e.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match job["status"].as_str().unwrap() {
+            "succeeded" => break,
+            "failed" => panic!("training failed: {job}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let resp = client
+        .put(format!("http://{}/api/v1/drift/settings/bench", e.address))
+        .bearer_auth(&e.token)
+        .json(&json!({"window_rows": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+}
+
+/// Reading `i` as an NDJSON line (with its label when `labelled`): machines take turns, times
+/// advance, one reading per machine per second.
+fn reading(i: usize, labelled: bool) -> (String, f64) {
+    let machine = i % MACHINES;
+    let ts = 1_700_000_000_000i64 + (i / MACHINES) as i64 * 1000;
+    let mut line = format!("{{\"machine_id\":\"m{machine:03}\",\"ts\":{ts}");
+    let mut z = 0.0;
+    for f in 0..FEATURES {
+        let v = (i as f64 * 0.618_033_988_749 + f as f64 * std::f64::consts::SQRT_2).sin() * 10.0;
+        if f < 3 {
+            z += v * (f as f64 - 1.0);
+        }
+        write!(line, ",\"f{f}\":{v}").unwrap();
+    }
+    let y = if z > 0.0 { 1.0 } else { 0.0 };
+    if labelled {
+        write!(line, ",\"y\":{y}").unwrap();
+    }
+    line.push_str("}\n");
+    (line, y)
+}
+
+/// `n` unlabelled readings from `first` on, as one NDJSON body.
+fn body(first: usize, n: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(n * 200);
+    for i in first..first + n {
+        out.push_str(&reading(20_000 + i, false).0);
+    }
+    out.into_bytes()
+}
