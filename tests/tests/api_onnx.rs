@@ -241,6 +241,75 @@ async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
         "{versions}"
     );
 
+    // With a profile from a snapshot of the dataset, the uploaded model is monitored for drift
+    // like a trained one: a drift check of the stored rows against it works.
+    let records: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r["machine_id"] = json!(format!("p{}", i % 5));
+            r["ts"] = json!(1_700_000_000_000i64 + i as i64 * 1000);
+            r["kind"] = json!("L");
+            r
+        })
+        .collect();
+    let stored = expect_json(
+        app.admin(Method::POST, "/api/v1/datasets/press/records")
+            .json(&records)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(stored["accepted"], records.len(), "{stored}");
+    let snapshot = expect_json(
+        app.admin(Method::POST, "/api/v1/datasets/press/snapshots")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let profiled = upload(&app, "logistic", "model/model.onnx").await;
+    let response = register(
+        &app,
+        "press-watched",
+        json!({"run_id": profiled, "dataset": "press", "features": names, "profile_snapshot": 999}),
+    )
+    .send()
+    .await
+    .unwrap();
+    expect_error(response, 404, "RESOURCE_DOES_NOT_EXIST", "").await;
+    expect_json(
+        register(
+            &app,
+            "press-watched",
+            json!({"run_id": profiled, "dataset": "press", "features": names,
+                   "profile_snapshot": snapshot["id"]}),
+        )
+        .send()
+        .await
+        .unwrap(),
+        201,
+    )
+    .await;
+    let check = expect_json(
+        app.admin(Method::POST, "/api/v1/drift/check")
+            .json(&json!({"model": "press-watched", "version": 1, "dataset": "press"}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(check["rows"], records.len(), "{check}");
+    assert_eq!(check["features"].as_array().unwrap().len(), 5);
+    // The same rows as the reference: nothing drifts.
+    assert_eq!(check["drifted_columns"], 0, "{check}");
+
     // A second server on the same database without ONNX Runtime: it runs, and says what is
     // missing when the ONNX model is used or uploaded.
     let bare = spawn_app_beside(&app, |c| {

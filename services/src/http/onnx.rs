@@ -10,9 +10,10 @@ use futures_util::StreamExt;
 use refit_registry::Error as RegistryError;
 use refit_registry::experiments::Tag;
 use refit_registry::models::{ModelVersion, NewModelVersion};
+use refit_scorer::drift::{PROFILE_FILE, ProfileSampler, ReferenceProfile};
 use refit_scorer::onnx::{OnnxModel, OnnxOptions};
 use refit_scorer::serving::{ONNX_BINDING_FILE, ONNX_BINDING_FORMAT, OnnxBinding};
-use refit_scorer::{Model, Task};
+use refit_scorer::{FeatureFrame, Model, Task};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -49,6 +50,11 @@ pub struct RegisterOnnx {
     /// Free text for the version.
     #[serde(default)]
     description: Option<String>,
+    /// A snapshot of the dataset to take the drift reference profile from: its rows' feature
+    /// values and the model's predictions on them (sampled above 10,000 rows with seed 42).
+    /// Without it, the version is served but not monitored for drift.
+    #[serde(default)]
+    profile_snapshot: Option<i64>,
 }
 
 /// The registered version and what it is bound to.
@@ -145,6 +151,10 @@ async fn register_onnx(
         .check_features(&columns)
         .map_err(|e| ApiError::invalid(format!("{e} (dataset '{}')", dataset.name)))?;
 
+    let profile = match b.profile_snapshot {
+        None => None,
+        Some(id) => Some(profile_from_snapshot(&state, &dataset.name, id, &model).await?),
+    };
     let info = model.info();
     let binding = OnnxBinding {
         format: ONNX_BINDING_FORMAT.to_string(),
@@ -165,6 +175,13 @@ async fn register_onnx(
         .store
         .put_artifact_bytes(&actor, &binding_path, &binding_json)
         .await?;
+    if let Some(profile) = profile {
+        let at = binding_path.replace(ONNX_BINDING_FILE, PROFILE_FILE);
+        state
+            .store
+            .put_artifact_bytes(&actor, &at, &profile.to_json())
+            .await?;
+    }
     match state.store.get_registered_model(&name).await {
         Ok(_) => {}
         Err(RegistryError::NotFound(_)) => {
@@ -208,5 +225,47 @@ async fn register_onnx(
                 classes: binding.classes,
             },
         }),
+    ))
+}
+
+/// The drift reference profile of `model` from snapshot `id` of `dataset`: the rows' values of
+/// the model's features and its predictions on them.
+async fn profile_from_snapshot(
+    state: &AppState,
+    dataset: &str,
+    id: i64,
+    model: &OnnxModel,
+) -> ApiResult<ReferenceProfile> {
+    let (_, schema, rows) = state.store.load_snapshot(dataset, id).await?;
+    if rows.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "profile_snapshot: snapshot {id} of '{dataset}' has no rows"
+        )));
+    }
+    let info = model.info();
+    let pick = info
+        .features
+        .iter()
+        .map(|f| {
+            schema.feature(f).map(|(i, _)| i).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "profile_snapshot: snapshot {id} has no feature '{f}' (an older schema)"
+                ))
+            })
+        })
+        .collect::<ApiResult<Vec<usize>>>()?;
+    let frame = FeatureFrame::from_rows(
+        rows.iter().map(|r| r.features.as_slice()),
+        &pick,
+        &model.numeric_inputs(),
+    );
+    let predictions = model
+        .predict(&frame)
+        .map_err(|e| ApiError::invalid(format!("profile_snapshot: {e}")))?;
+    Ok(ReferenceProfile::build(
+        info,
+        &frame,
+        Some(&predictions),
+        ProfileSampler::with_seed(42),
     ))
 }
