@@ -310,6 +310,118 @@ async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
     // The same rows as the reference: nothing drifts.
     assert_eq!(check["drifted_columns"], 0, "{check}");
 
+    // Through a spec's gate: the uploaded version is evaluated on the spec's holdout against the
+    // champion (there is none yet) by a job, and promoted by the gate.
+    let labelled: Vec<Value> = records
+        .iter()
+        .zip(labels)
+        .map(|(r, label)| {
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("kind");
+            r["failure"] = json!(label.as_i64().unwrap());
+            r
+        })
+        .collect();
+    let numeric: Vec<Value> = names
+        .iter()
+        .map(|f| json!({"name": f, "kind": "numeric", "nullable": true}))
+        .collect();
+    for (path, body) in [
+        (
+            "/api/v1/datasets",
+            json!({"name": "gated", "features": numeric,
+                                    "labels": [{"name": "failure", "kind": "numeric"}]}),
+        ),
+        (
+            "/api/v1/specs",
+            json!({"name": "gated", "model": "gated-onnx", "dataset": "gated",
+                                 "task": "binary", "target": "failure", "features": names,
+                                 "algorithm": "logistic_regression", "holdout": {"fraction": 0.5},
+                                 "gate": {"bounds": [{"metric": "accuracy", "min": 0.9}]}}),
+        ),
+    ] {
+        expect_json(
+            app.admin(Method::POST, path)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+            201,
+        )
+        .await;
+    }
+    expect_json(
+        app.admin(Method::POST, "/api/v1/datasets/gated/records")
+            .json(&labelled)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let gated = upload(&app, "logistic", "model/model.onnx").await;
+    let response = register(
+        &app,
+        "press-onnx",
+        json!({"run_id": gated, "dataset": "press", "features": names, "gate_spec": "gated"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    expect_error(
+        response,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "gate_spec: spec 'gated' trains model 'gated-onnx' on dataset 'gated'",
+    )
+    .await;
+    let registered = expect_json(
+        register(
+            &app,
+            "gated-onnx",
+            json!({"run_id": gated, "dataset": "gated", "features": names, "task": "binary",
+                   "gate_spec": "gated"}),
+        )
+        .send()
+        .await
+        .unwrap(),
+        201,
+    )
+    .await;
+    assert_eq!(registered["job"]["trigger"], "upload");
+    let job_id = registered["job"]["id"].as_i64().unwrap();
+    let started = std::time::Instant::now();
+    let job = loop {
+        let job = expect_json(
+            app.admin(Method::GET, &format!("/api/v1/jobs/{job_id}"))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            break job;
+        }
+        assert!(started.elapsed().as_secs() < 60, "{job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["decision"], "promoted", "{job}");
+    assert_eq!(job["result"]["candidate_version"], 1);
+    assert_eq!(job["result"]["holdout_rows"], 100);
+    // Its labels are onnxruntime's own labels: the upload gets every holdout row right.
+    assert_eq!(job["result"]["candidate_metrics"]["accuracy"], 1.0, "{job}");
+    let champion = expect_json(
+        app.admin(Method::GET, "/api/v1/models/gated-onnx/aliases/champion")
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(champion["version"], 1);
+
     // A second server on the same database without ONNX Runtime: it runs, and says what is
     // missing when the ONNX model is used or uploaded.
     let bare = spawn_app_beside(&app, |c| {

@@ -412,6 +412,186 @@ impl Trainer {
         ];
         self.store.log_inputs(&actor, parent_id, &inputs).await?;
 
+        let total = valid.grid.len() + 2;
+        let model_name = valid.model.clone();
+        let (version, candidate_metrics, grid) = match uploaded_candidate(job) {
+            // An uploaded version: evaluated on the holdout as it is, no fitting.
+            Some(v) => {
+                self.evaluate_upload(
+                    job,
+                    spec,
+                    valid,
+                    schema,
+                    classes,
+                    holdout_rows,
+                    parent_id,
+                    &model_name,
+                    v,
+                )
+                .await?
+            }
+            None => {
+                self.fit_candidate(
+                    job,
+                    spec,
+                    valid,
+                    classes,
+                    train,
+                    holdout,
+                    holdout_skipped,
+                    (train_snap, holdout_snap),
+                    experiment_id,
+                    parent_id,
+                    &model_name,
+                    total,
+                )
+                .await?
+            }
+        };
+
+        // 5. The champion on the same holdout.
+        self.progress(job, "champion", valid.grid.len() + 1, total)
+            .await;
+        let champion_version = self.store.champion_version(&model_name).await?;
+        let (champion_metrics, champion_note) = match champion_version {
+            None => (None, Some("the model has no champion yet".to_string())),
+            Some(v) => match load_champion(&self.store, &model_name, v).await {
+                Ok(champion) => match evaluate_champion(
+                    champion.as_ref(),
+                    holdout_rows,
+                    schema,
+                    spec,
+                    valid.target_position,
+                    classes,
+                ) {
+                    Ok(m) => (Some(m), None),
+                    Err(note) => (
+                        None,
+                        Some(format!(
+                            "champion version {v} could not be evaluated: {note}"
+                        )),
+                    ),
+                },
+                Err(note) => (
+                    None,
+                    Some(format!("champion version {v} could not be loaded: {note}")),
+                ),
+            },
+        };
+
+        // 6. The gate and the decision.
+        self.progress(job, "gate", valid.grid.len() + 2, total)
+            .await;
+        let verdict = spec.gate.judge(
+            &candidate_metrics,
+            champion_metrics.as_ref(),
+            champion_note.as_deref(),
+            holdout.len() as u64,
+        );
+        let pinned = self.store.model_pin(&model_name).await?;
+        let mut decision = NewDecision {
+            model_name: model_name.clone(),
+            trigger: job.trigger.clone(),
+            spec_id: Some(job.spec_id),
+            job_id: Some(job.id),
+            candidate_version: Some(version),
+            champion_version,
+            candidate_metrics: Some(evaluate::to_json(&candidate_metrics)),
+            champion_metrics: champion_metrics.as_ref().map(evaluate::to_json),
+            checks: verdict.checks.clone(),
+            reason: champion_note.clone(),
+            cause: crate::drift::ledger_cause(&job.trigger, job.trigger_detail.as_deref()),
+        };
+        let entry: LedgerEntry = if !verdict.passed {
+            decision.reason = Some(failed_checks(&verdict.checks));
+            self.store
+                .record_decision(&actor, Decision::Rejected, &decision)
+                .await?
+        } else if spec.gate.mode == GateMode::Manual || pinned.is_some() {
+            decision.reason = Some(match &pinned {
+                Some(p) => format!(
+                    "passed the gate; the model is pinned by {} ({})",
+                    p.pinned_by,
+                    p.reason.clone().unwrap_or_default()
+                ),
+                None => "passed the gate; manual mode waits for an operator".to_string(),
+            });
+            self.store
+                .record_decision(&actor, Decision::PendingApproval, &decision)
+                .await?
+        } else {
+            match self.store.promote(&actor, &decision).await {
+                Ok(entry) => entry,
+                Err(refit_registry::Error::InvalidState(why)) => {
+                    decision.reason = Some(why);
+                    self.store
+                        .record_decision(&actor, Decision::Rejected, &decision)
+                        .await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.store
+            .set_model_version_tag(
+                &actor,
+                &model_name,
+                version,
+                "refit.decision",
+                decision_name(entry.decision),
+            )
+            .await?;
+        self.store
+            .set_model_version_tag(
+                &actor,
+                &model_name,
+                version,
+                "refit.ledger_entry",
+                &entry.id.to_string(),
+            )
+            .await?;
+        self.store
+            .set_spec_trained_seq(job.spec_id, max_seq)
+            .await?;
+        Ok(JobSummary {
+            train_snapshot: train_snap.id,
+            holdout_snapshot: holdout_snap.id,
+            train_rows: train.len(),
+            holdout_rows: holdout.len(),
+            run_id: parent_id.to_string(),
+            grid,
+            model: model_name,
+            candidate_version: version,
+            candidate_metrics: evaluate::to_json(&candidate_metrics),
+            champion_version,
+            champion_metrics: champion_metrics.as_ref().map(evaluate::to_json),
+            decision: entry.decision,
+            ledger_entry: entry.id,
+        })
+    }
+
+    /// Steps 3 and 4 of a training: the grid search, the candidate refitted on the whole training
+    /// part, its holdout metrics, its files and its model version.
+    #[allow(clippy::too_many_arguments)]
+    async fn fit_candidate(
+        &self,
+        job: &Job,
+        spec: &TrainingSpec,
+        valid: &ValidSpec,
+        classes: &[String],
+        train: &Labeled,
+        holdout: &Labeled,
+        holdout_skipped: prepare::Skipped,
+        (train_snap, holdout_snap): (
+            &refit_registry::datasets::Snapshot,
+            &refit_registry::datasets::Snapshot,
+        ),
+        experiment_id: &str,
+        parent_id: &str,
+        model_name: &str,
+        total: usize,
+    ) -> Result<(i64, evaluate::MetricValues, Vec<GridPoint>), TrainError> {
+        let actor = trainer_actor();
+        let model_name = model_name.to_string();
         // 3. Grid search on a time split of the training part.
         let n_val = ((train.len() as f64) * spec.validation.fraction).ceil() as usize;
         let n_fit = train.len().saturating_sub(n_val.max(1));
@@ -425,7 +605,6 @@ impl Trainer {
         let val_part = train.slice(n_fit..train.len());
         let metric = valid.selection_metric;
         let mut grid = Vec::with_capacity(valid.grid.len());
-        let total = valid.grid.len() + 2;
         for (i, hp) in valid.grid.iter().enumerate() {
             self.progress(
                 job,
@@ -600,7 +779,6 @@ impl Trainer {
             )
             .await?;
 
-        let model_name = valid.model.clone();
         match self.store.get_registered_model(&model_name).await {
             Ok(_) => {}
             Err(refit_registry::Error::NotFound(_)) => {
@@ -642,124 +820,64 @@ impl Trainer {
             )
             .await?;
 
-        // 5. The champion on the same holdout.
-        self.progress(job, "champion", valid.grid.len() + 1, total)
-            .await;
-        let champion_version = self.store.champion_version(&model_name).await?;
-        let (champion_metrics, champion_note) = match champion_version {
-            None => (None, Some("the model has no champion yet".to_string())),
-            Some(v) => match load_champion(&self.store, &model_name, v).await {
-                Ok(champion) => match evaluate_champion(
-                    champion.as_ref(),
-                    holdout_rows,
-                    schema,
-                    spec,
-                    valid.target_position,
-                    classes,
-                ) {
-                    Ok(m) => (Some(m), None),
-                    Err(note) => (
-                        None,
-                        Some(format!(
-                            "champion version {v} could not be evaluated: {note}"
-                        )),
-                    ),
-                },
-                Err(note) => (
-                    None,
-                    Some(format!("champion version {v} could not be loaded: {note}")),
-                ),
-            },
-        };
+        Ok((version.version, candidate_metrics, grid))
+    }
 
-        // 6. The gate and the decision.
-        self.progress(job, "gate", valid.grid.len() + 2, total)
-            .await;
-        let verdict = spec.gate.judge(
-            &candidate_metrics,
-            champion_metrics.as_ref(),
-            champion_note.as_deref(),
-            holdout.len() as u64,
-        );
-        let pinned = self.store.model_pin(&model_name).await?;
-        let mut decision = NewDecision {
-            model_name: model_name.clone(),
-            trigger: job.trigger.clone(),
-            spec_id: Some(job.spec_id),
-            job_id: Some(job.id),
-            candidate_version: Some(version.version),
-            champion_version,
-            candidate_metrics: Some(evaluate::to_json(&candidate_metrics)),
-            champion_metrics: champion_metrics.as_ref().map(evaluate::to_json),
-            checks: verdict.checks.clone(),
-            reason: champion_note.clone(),
-            cause: crate::drift::ledger_cause(&job.trigger, job.trigger_detail.as_deref()),
-        };
-        let entry: LedgerEntry = if !verdict.passed {
-            decision.reason = Some(failed_checks(&verdict.checks));
-            self.store
-                .record_decision(&actor, Decision::Rejected, &decision)
-                .await?
-        } else if spec.gate.mode == GateMode::Manual || pinned.is_some() {
-            decision.reason = Some(match &pinned {
-                Some(p) => format!(
-                    "passed the gate; the model is pinned by {} ({})",
-                    p.pinned_by,
-                    p.reason.clone().unwrap_or_default()
-                ),
-                None => "passed the gate; manual mode waits for an operator".to_string(),
-            });
-            self.store
-                .record_decision(&actor, Decision::PendingApproval, &decision)
-                .await?
-        } else {
-            match self.store.promote(&actor, &decision).await {
-                Ok(entry) => entry,
-                Err(refit_registry::Error::InvalidState(why)) => {
-                    decision.reason = Some(why);
-                    self.store
-                        .record_decision(&actor, Decision::Rejected, &decision)
-                        .await?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+    /// An uploaded version as the candidate (trigger `upload`): its metrics on the holdout,
+    /// computed as a champion's are, logged to the job's run; nothing is fitted.
+    #[allow(clippy::too_many_arguments)]
+    async fn evaluate_upload(
+        &self,
+        job: &Job,
+        spec: &TrainingSpec,
+        valid: &ValidSpec,
+        schema: &Schema,
+        classes: &[String],
+        holdout_rows: &[SnapshotRow],
+        parent_id: &str,
+        model_name: &str,
+        version: i64,
+    ) -> Result<(i64, evaluate::MetricValues, Vec<GridPoint>), TrainError> {
+        self.progress(job, "candidate", 1, 2).await;
+        let model = load_champion(&self.store, model_name, version)
+            .await
+            .map_err(|e| {
+                TrainError::Data(format!(
+                    "uploaded version {version} could not be loaded: {e}"
+                ))
+            })?;
+        let metrics = evaluate_champion(
+            model.as_ref(),
+            holdout_rows,
+            schema,
+            spec,
+            valid.target_position,
+            classes,
+        )
+        .map_err(|e| {
+            TrainError::Data(format!(
+                "uploaded version {version} could not be evaluated: {e}"
+            ))
+        })?;
+        let logged: Vec<Metric> = metrics
+            .iter()
+            .map(|(k, v)| Metric {
+                key: k.as_str().to_string(),
+                value: *v,
+                timestamp: refit_registry::db::now_ms(),
+                step: 0,
+            })
+            .collect();
         self.store
-            .set_model_version_tag(
-                &actor,
-                &model_name,
-                version.version,
-                "refit.decision",
-                decision_name(entry.decision),
+            .log_batch(
+                &trainer_actor(),
+                parent_id,
+                &logged,
+                &[],
+                &[tag("refit.candidate_version", version.to_string())],
             )
             .await?;
-        self.store
-            .set_model_version_tag(
-                &actor,
-                &model_name,
-                version.version,
-                "refit.ledger_entry",
-                &entry.id.to_string(),
-            )
-            .await?;
-        self.store
-            .set_spec_trained_seq(job.spec_id, max_seq)
-            .await?;
-        Ok(JobSummary {
-            train_snapshot: train_snap.id,
-            holdout_snapshot: holdout_snap.id,
-            train_rows: train.len(),
-            holdout_rows: holdout.len(),
-            run_id: parent_id.to_string(),
-            grid,
-            model: model_name,
-            candidate_version: version.version,
-            candidate_metrics: evaluate::to_json(&candidate_metrics),
-            champion_version,
-            champion_metrics: champion_metrics.as_ref().map(evaluate::to_json),
-            decision: entry.decision,
-            ledger_entry: entry.id,
-        })
+        Ok((version, metrics, Vec::new()))
     }
 }
 
@@ -1026,3 +1144,15 @@ async fn split_window(
         to: newest + 1,
     })
 }
+
+/// The version a job of trigger `upload` evaluates: `{"candidate_version": N}` in its detail.
+pub fn uploaded_candidate(job: &Job) -> Option<i64> {
+    if job.trigger != UPLOAD_TRIGGER {
+        return None;
+    }
+    let detail: serde_json::Value = serde_json::from_str(job.trigger_detail.as_deref()?).ok()?;
+    detail["candidate_version"].as_i64()
+}
+
+/// The trigger of a job that puts an uploaded version through its spec's gate.
+pub const UPLOAD_TRIGGER: &str = "upload";

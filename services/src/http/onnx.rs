@@ -10,10 +10,12 @@ use futures_util::StreamExt;
 use refit_registry::Error as RegistryError;
 use refit_registry::experiments::Tag;
 use refit_registry::models::{ModelVersion, NewModelVersion};
+use refit_registry::training::Job;
 use refit_scorer::drift::{PROFILE_FILE, ProfileSampler, ReferenceProfile};
 use refit_scorer::onnx::{OnnxModel, OnnxOptions};
 use refit_scorer::serving::{ONNX_BINDING_FILE, ONNX_BINDING_FORMAT, OnnxBinding};
 use refit_scorer::{FeatureFrame, Model, Task};
+use refit_trainer::trainer::UPLOAD_TRIGGER;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -55,6 +57,12 @@ pub struct RegisterOnnx {
     /// Without it, the version is served but not monitored for drift.
     #[serde(default)]
     profile_snapshot: Option<i64>,
+    /// A training spec of this model and dataset whose gate the version must pass: a job
+    /// (trigger `upload`) evaluates it on the spec's holdout against the champion, and the
+    /// ledger records the decision; promotion follows the gate as for a trained candidate.
+    /// Without it the version is only registered.
+    #[serde(default)]
+    gate_spec: Option<String>,
 }
 
 /// The registered version and what it is bound to.
@@ -62,6 +70,9 @@ pub struct RegisterOnnx {
 pub struct RegisteredOnnx {
     model_version: ModelVersion,
     binding: OnnxBindingView,
+    /// The gate job, when `gate_spec` asked for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<Job>,
 }
 
 /// What binds the model to its dataset.
@@ -151,6 +162,20 @@ async fn register_onnx(
         .check_features(&columns)
         .map_err(|e| ApiError::invalid(format!("{e} (dataset '{}')", dataset.name)))?;
 
+    // The spec whose gate the version goes through must train this model on this dataset.
+    let gate_spec = match &b.gate_spec {
+        None => None,
+        Some(spec) => {
+            let spec = state.store.get_spec(spec).await?;
+            if spec.model_name != name || spec.dataset != dataset.name {
+                return Err(ApiError::invalid(format!(
+                    "gate_spec: spec '{}' trains model '{}' on dataset '{}', not '{name}' on '{}'",
+                    spec.name, spec.model_name, spec.dataset, dataset.name
+                )));
+            }
+            Some(spec)
+        }
+    };
     let profile = match b.profile_snapshot {
         None => None,
         Some(id) => Some(profile_from_snapshot(&state, &dataset.name, id, &model).await?),
@@ -214,9 +239,22 @@ async fn register_onnx(
             },
         )
         .await?;
+    let job = match gate_spec {
+        None => None,
+        Some(spec) => {
+            let detail = serde_json::json!({ "candidate_version": version.version }).to_string();
+            let job = state
+                .store
+                .create_job(&actor, spec.id, UPLOAD_TRIGGER, Some(&detail))
+                .await?;
+            state.scheduler.notify();
+            Some(job)
+        }
+    };
     Ok((
         StatusCode::CREATED,
         axum::Json(RegisteredOnnx {
+            job,
             model_version: version,
             binding: OnnxBindingView {
                 dataset: binding.dataset,
