@@ -185,10 +185,16 @@ pub fn start(bin: &Path, database_url: Option<String>) -> Server {
 }
 
 pub fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+/// A memory line of `/proc/PID/status` in MB, e.g. `RssAnon:` (heap and stacks) or `RssFile:`
+/// (mapped file pages, such as SQLite's memory-mapped database).
+pub fn status_mb(pid: u32, key: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap();
