@@ -71,6 +71,7 @@ impl Application {
         let state = AppState {
             realized: Arc::new(refit_trainer::realized::RealizedMonitors::new(
                 store.clone(),
+                models.clone(),
             )),
             drift,
             models,

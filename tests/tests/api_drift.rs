@@ -664,6 +664,28 @@ async fn a_champion_worse_on_realized_labels_is_rolled_back(db: Db) {
         .send(Method::POST, "/api/v1/specs", spec.clone())
         .await;
     expect_error(response, 400, "INVALID_PARAMETER_VALUE", "watch.metric").await;
+    for (watch, message) in [
+        (
+            json!({"metric": "accuracy", "windows": 0, "margin": 0.05}),
+            "watch.windows: 0 is outside 1-100",
+        ),
+        (
+            json!({"metric": "accuracy", "windows": 101, "margin": 0.05}),
+            "watch.windows: 101 is outside 1-100",
+        ),
+        (
+            json!({"metric": "accuracy", "margin": -0.1}),
+            "watch.margin: must be a number >= 0",
+        ),
+        (json!({"metric": "accuracy"}), "watch"),
+    ] {
+        spec["watch"] = watch;
+        let response = crew
+            .alice
+            .send(Method::POST, "/api/v1/specs", spec.clone())
+            .await;
+        expect_error(response, 400, "INVALID_PARAMETER_VALUE", message).await;
+    }
     spec["watch"] = json!({"metric": "accuracy", "windows": 1, "margin": 0.05});
     crew.create_spec(&spec).await;
     assert_eq!(crew.train_ok(MODEL).await["candidate_version"], 1);

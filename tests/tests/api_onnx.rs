@@ -375,6 +375,15 @@ async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
         "gate_spec: spec 'gated' trains model 'gated-onnx' on dataset 'gated'",
     )
     .await;
+    let response = register(
+        &app,
+        "gated-onnx",
+        json!({"run_id": gated, "dataset": "gated", "features": names, "gate_spec": "nope"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    expect_error(response, 404, "RESOURCE_DOES_NOT_EXIST", "nope").await;
     let registered = expect_json(
         register(
             &app,

@@ -13,11 +13,12 @@
 //! with both sides' windows as the cause).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use refit_registry::Store;
 use refit_registry::datasets::{StoredLabels, Value};
 use refit_registry::realized::{NewRealized, Realized};
-use refit_scorer::onnx::OnnxRuntime;
+use refit_scorer::serving::ModelServer;
 use refit_scorer::{Predictions, Task};
 
 use refit_registry::ledger::LedgerEntry;
@@ -50,14 +51,17 @@ impl Window {
 /// The open windows of every (dataset, model, version); cheap to share behind an `Arc`.
 pub struct RealizedMonitors {
     store: Store,
+    /// The server's loaded models: a window reads its version's task and classes from there.
+    models: Arc<ModelServer>,
     windows: tokio::sync::Mutex<HashMap<(String, String, i64), Window>>,
 }
 
 impl RealizedMonitors {
-    /// Monitors storing their windows in `store`.
-    pub fn new(store: Store) -> RealizedMonitors {
+    /// Monitors storing their windows in `store`, reading versions through `models`.
+    pub fn new(store: Store, models: Arc<ModelServer>) -> RealizedMonitors {
         RealizedMonitors {
             store,
+            models,
             windows: Default::default(),
         }
     }
@@ -238,12 +242,12 @@ impl RealizedMonitors {
     }
 
     async fn model_info(&self, model: &str, version: i64) -> Result<(Task, Vec<String>), String> {
-        let onnx = OnnxRuntime::get();
-        let onnx = onnx.as_ref().ok_or("ONNX Runtime is not loaded");
-        let loaded = refit_scorer::serving::load_version(&self.store, model, version, onnx)
+        let served = self
+            .models
+            .version(model, version)
             .await
             .map_err(|e| e.to_string())?;
-        let info = loaded.info();
+        let info = served.inner.info();
         Ok((info.task, info.classes.clone()))
     }
 
