@@ -25,6 +25,9 @@ pub enum Error {
     /// The database failed; details are logged, never shown to clients.
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// The SQLite writer's direct connection failed; details are logged, never shown to clients.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Applying the schema migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -36,12 +39,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// True when the database is overloaded or shutting down: worth retrying, not the caller's fault.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Database(
+        match self {
+            Error::Database(e) => matches!(
+                e,
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-        )
+            ),
+            Error::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
     }
 
     pub(crate) fn not_found(what: impl std::fmt::Display) -> Self {

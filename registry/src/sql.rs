@@ -1,10 +1,9 @@
 //! A small builder for statements assembled at run time (searches, multi-row inserts): static SQL
 //! fragments plus `$n` placeholders, with every value bound, never interpolated.
 
-use futures_util::TryStreamExt;
 use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{AnyConnection, AssertSqlSafe, Executor};
+use sqlx::{AnyConnection, AssertSqlSafe};
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +48,19 @@ impl From<String> for Bind {
 impl From<Option<&str>> for Bind {
     fn from(v: Option<&str>) -> Self {
         v.map_or(Bind::NullText, Bind::from)
+    }
+}
+
+impl rusqlite::ToSql for Bind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Bind::I64(v) => ValueRef::Integer(*v),
+            Bind::F64(v) => ValueRef::Real(*v),
+            Bind::Text(v) => ValueRef::Text(v.as_bytes()),
+            Bind::NullText => ValueRef::Null,
+            Bind::Bytes(v) => ValueRef::Blob(v),
+        }))
     }
 }
 
@@ -129,26 +141,11 @@ impl Sql {
         query
     }
 
-    /// One text of several statements, `BEGIN IMMEDIATE; s1; s2; ...; COMMIT`, with their values in order,
-    /// for SQLite, where each statement numbers its placeholders from 1 but binds by position.
-    pub(crate) fn script(statements: Vec<Sql>) -> Sql {
-        let mut script = Sql::new("BEGIN IMMEDIATE");
-        for s in statements {
-            script.text.push_str("; ");
-            script.text.push_str(&s.text);
-            script.binds.extend(s.binds);
-        }
-        script.text.push_str("; COMMIT");
-        script
-    }
-
-    /// Runs every statement of the text, returning the rows each changed, in order.
-    pub(crate) async fn execute_each(self, conn: &mut AnyConnection) -> sqlx::Result<Vec<u64>> {
-        let query = self.build(conn);
-        conn.execute_many(query)
-            .map_ok(|r| r.rows_affected())
-            .try_collect()
-            .await
+    /// Runs the statement on a direct SQLite connection (the writer's, see `db.rs`), returning
+    /// the number of rows it changed. Cached like [`Sql::build`]'s statements.
+    pub(crate) fn execute_direct(self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
+        let mut statement = conn.prepare_cached(&anonymous_placeholders(&self.text))?;
+        Ok(statement.execute(rusqlite::params_from_iter(&self.binds))? as u64)
     }
 
     /// Runs the statement, returning the number of rows it changed.
