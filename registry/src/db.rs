@@ -149,7 +149,8 @@ impl WriteConnection {
             }
             WriteConnection::Held(held) => {
                 let conn = held.direct.as_mut().expect("checked open when locked");
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let mut changed = Vec::with_capacity(statements.len());
                 for statement in statements {
                     changed.push(statement.execute_direct(&tx)?);

@@ -160,7 +160,12 @@ pub(crate) async fn active_experiment(conn: &mut AnyConnection, id: &str) -> Res
 fn validate_tags(tags: &[Tag]) -> Result<()> {
     for t in tags {
         validate::key("tag", &t.key)?;
-        validate::value_length("tag", &t.key, &t.value, validate::MAX_TAG_VALUE_LENGTH)?;
+        validate::value_length(
+            "tag",
+            &t.key,
+            &t.value,
+            validate::MAX_EXPERIMENT_TAG_VALUE_LENGTH,
+        )?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod drift;
 pub mod error;
 pub mod experiments;
 pub mod ledger;
+pub mod logged_models;
 pub mod models;
 pub mod page;
 pub mod realized;

@@ -126,7 +126,12 @@ fn not_found_version(name: &str, version: i64) -> Error {
 fn validate_tags(tags: &[Tag]) -> Result<()> {
     for t in tags {
         validate::key("tag", &t.key)?;
-        validate::value_length("tag", &t.key, &t.value, validate::MAX_TAG_VALUE_LENGTH)?;
+        validate::value_length(
+            "tag",
+            &t.key,
+            &t.value,
+            validate::MAX_REGISTRY_TAG_VALUE_LENGTH,
+        )?;
     }
     Ok(())
 }

@@ -7,8 +7,12 @@ use crate::error::{Error, Result};
 pub const MAX_KEY_LENGTH: usize = 250;
 /// Longest param value (MLflow 2.x and 3.x).
 pub const MAX_PARAM_VALUE_LENGTH: usize = 6000;
-/// Longest tag value.
+/// Longest run tag value.
 pub const MAX_TAG_VALUE_LENGTH: usize = 8000;
+/// Longest experiment tag value (MLflow 3).
+pub const MAX_EXPERIMENT_TAG_VALUE_LENGTH: usize = 20_000;
+/// Longest tag value of a registered model or model version (MLflow 3).
+pub const MAX_REGISTRY_TAG_VALUE_LENGTH: usize = 100_000;
 /// Most entries of each kind, and in all, in one logged batch.
 pub const MAX_BATCH_METRICS: usize = 1000;
 /// See [`MAX_BATCH_METRICS`].
@@ -20,34 +24,69 @@ pub const MAX_BATCH_TOTAL: usize = 1000;
 /// Longest experiment, run or model name.
 pub const MAX_NAME_LENGTH: usize = 500;
 
-/// A metric, param or tag key: 1-250 characters of letters, digits, `_ - . / ` and space, and
-/// never a path that climbs (`..` as a segment), as MLflow requires.
+/// A metric, param or tag key: 1-250 characters of letters, digits, `_ - . / :` and space, that
+/// names the same thing when read as a relative file path, as MLflow requires.
 pub fn key(kind: &str, key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(Error::invalid(format!("{kind} key must not be empty")));
     }
-    if key.chars().count() > MAX_KEY_LENGTH {
-        return Err(Error::invalid(format!(
-            "{kind} key '{}...' is {} characters long; the limit is {MAX_KEY_LENGTH}",
-            key.chars().take(20).collect::<String>(),
-            key.chars().count()
-        )));
+    match key_problem(key) {
+        None => Ok(()),
+        Some(problem) => Err(Error::invalid(format!(
+            "Invalid {kind} name: '{key}'. {problem}"
+        ))),
     }
-    if let Some(bad) = key
+}
+
+/// What is wrong with a non-empty key under MLflow's rules, in MLflow's words; `None` if nothing.
+pub fn key_problem(key: &str) -> Option<String> {
+    let length = key.chars().count();
+    if length > MAX_KEY_LENGTH {
+        return Some(format!(
+            "Names may be at most {MAX_KEY_LENGTH} characters long; this one has {length}."
+        ));
+    }
+    if !key
         .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/')))
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/' | ':'))
     {
-        return Err(Error::invalid(format!(
-            "Invalid {kind} name: '{key}'. Names may only contain alphanumerics, underscores (_), \
-             dashes (-), periods (.), spaces ( ), and slashes (/); found {bad:?}"
-        )));
+        return Some(
+            "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), \
+             spaces ( ), colon(:) and slashes (/)."
+                .to_string(),
+        );
     }
-    if key.split('/').any(|seg| seg == "..") || key.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "Invalid {kind} name: '{key}'. Names may not be absolute paths or contain '..'"
-        )));
+    // Keys become file names in places: `a//b`, `a/./b`, `a/`, `../x` or `/x` would name
+    // another file than they spell.
+    let segments: Vec<&str> = key.split('/').collect();
+    if key.starts_with("..")
+        || segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        let mut resolved: Vec<&str> = Vec::new();
+        for s in &segments {
+            match *s {
+                "" | "." => {}
+                ".." if resolved.last().is_some_and(|l| *l != "..") => {
+                    resolved.pop();
+                }
+                other => resolved.push(other),
+            }
+        }
+        let resolved = if key.starts_with('/') {
+            format!("/{}", resolved.join("/"))
+        } else if resolved.is_empty() {
+            ".".to_string()
+        } else {
+            resolved.join("/")
+        };
+        return Some(format!(
+            "Names may be treated as files in certain cases, and must not resolve to other \
+             names when treated as such. This name would resolve to '{resolved}'"
+        ));
     }
-    Ok(())
+    None
 }
 
 /// A value no longer than `max` characters.
@@ -122,7 +161,9 @@ mod tests {
 
     #[test]
     fn keys_follow_mlflow_rules() {
-        for ok in ["loss", "val/loss", "a b", "x-1.2_y", "größe"] {
+        for ok in [
+            "loss", "val/loss", "a b", "x-1.2_y", "größe", "ns:loss", "a..b",
+        ] {
             assert!(key("metric", ok).is_ok(), "{ok}");
         }
         assert!(key("metric", "").is_err());
@@ -130,10 +171,24 @@ mod tests {
             key("metric", "a;b")
                 .unwrap_err()
                 .to_string()
-                .contains("';'")
+                .contains("Names may only contain")
         );
-        assert!(key("param", "../x").is_err());
-        assert!(key("param", "/abs").is_err());
+        for (bad, resolved) in [
+            ("../x", "'../x'"),
+            ("/abs", "'/abs'"),
+            ("a//b", "'a/b'"),
+            ("a/./b", "'a/b'"),
+            ("a/", "'a'"),
+            ("a/../b", "'b'"),
+            (".", "'.'"),
+            ("..x", "'..x'"),
+        ] {
+            let err = key("param", bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("would resolve to {resolved}")),
+                "{bad}: {err}"
+            );
+        }
         assert!(
             key("tag", &"k".repeat(251))
                 .unwrap_err()

@@ -174,26 +174,60 @@ where
         let secret = header
             .to_str()
             .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(bearer_or_basic_secret)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
                 ApiError::unauthenticated("the Authorization header must be 'Bearer <token>'")
             })?;
         let state = AppState::from_ref(state);
-        match state.store.authenticate(secret).await? {
+        match state.store.authenticate(&secret).await? {
             Some(principal) => Ok(Caller(principal)),
             None => Err(ApiError::unauthenticated("invalid or revoked token")),
         }
     }
 }
 
+/// The token of an `Authorization` header: `Bearer <token>`, or `Basic` with the token as the
+/// password (what MLflow's client sends when `MLFLOW_TRACKING_USERNAME` and
+/// `MLFLOW_TRACKING_PASSWORD` are set; the user name is not checked).
+fn bearer_or_basic_secret(header: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        return text
+            .split_once(':')
+            .map(|(_, password)| password.to_string());
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_come_as_bearer_or_as_a_basic_password() {
+        assert_eq!(bearer_or_basic_secret("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(
+            bearer_or_basic_secret("bearer  abc ").as_deref(),
+            Some("abc")
+        );
+        // base64("ada:refit_secret")
+        assert_eq!(
+            bearer_or_basic_secret("Basic YWRhOnJlZml0X3NlY3JldA==").as_deref(),
+            Some("refit_secret")
+        );
+        assert_eq!(bearer_or_basic_secret("Basic !!!"), None);
+        assert_eq!(bearer_or_basic_secret("Token abc"), None);
+        assert_eq!(bearer_or_basic_secret("Bearer"), None);
+    }
 
     #[test]
     fn only_admins_manage_tokens_and_ingest_only_sends_data() {

@@ -9,6 +9,7 @@ pub mod experiments;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod mlflow;
 pub mod models;
 pub mod onnx;
 pub mod runs;
@@ -104,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(swagger)
         .merge(scoring::v2_router())
+        .merge(mlflow::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
