@@ -618,6 +618,40 @@ impl Store {
         Ok(v)
     }
 
+    /// The directory of refit's artifact store that holds a version's files, from its source:
+    /// `runs:/<run>/<dir>` (a directory of a run's artifacts), `models:/m-<id>` (an MLflow 3
+    /// logged model's artifacts), `models:/<name>/<version>` (that version's directory) or
+    /// `mlflow-artifacts:/<path>`. `None` when the files are not in refit (`s3://...`, ...).
+    pub async fn version_directory(&self, version: &ModelVersion) -> Result<Option<String>> {
+        let mut source = version.source.clone();
+        // `models:/<name>/<version>` may name a version that names another; a few hops at most.
+        for _ in 0..4 {
+            if let Some(rest) = source.strip_prefix("runs:/") {
+                let (run_id, dir) = rest.split_once('/').unwrap_or((rest, ""));
+                let run = self.get_run(run_id).await?;
+                return Ok(run.info.artifact_root().map(|root| join_dir(&root, dir)));
+            }
+            if let Some(path) = source.strip_prefix("mlflow-artifacts:") {
+                return Ok(Some(path.trim_matches('/').to_string()));
+            }
+            let Some(rest) = source.strip_prefix("models:/") else {
+                return Ok(None);
+            };
+            let rest = rest.trim_end_matches('/');
+            if rest.starts_with("m-") && !rest.contains('/') {
+                return Ok(self.get_logged_model(rest, true).await?.artifact_root());
+            }
+            let Some((name, number)) = rest.rsplit_once('/') else {
+                return Ok(None);
+            };
+            let Ok(number) = number.parse::<i64>() else {
+                return Ok(None);
+            };
+            source = self.get_model_version(name, number).await?.source;
+        }
+        Ok(None)
+    }
+
     /// One version of a model.
     pub async fn get_model_version(&self, name: &str, version: i64) -> Result<ModelVersion> {
         let mut conn = self.read.acquire().await?;
@@ -912,6 +946,16 @@ pub(crate) async fn set_alias_in_tx(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// `root/dir`, or `root` when `dir` is empty.
+fn join_dir(root: &str, dir: &str) -> String {
+    let dir = dir.trim_matches('/');
+    if dir.is_empty() {
+        root.to_string()
+    } else {
+        format!("{root}/{dir}")
+    }
 }
 
 #[cfg(test)]

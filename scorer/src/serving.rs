@@ -193,7 +193,7 @@ impl ModelServer {
 
 /// Reads the model of `model` version `version` and opens it: refit's native `model.json`, or an
 /// ONNX model described by a `refit-onnx.json` binding, in the directory the version's source
-/// names (`runs:/<run_id>/<dir>`).
+/// names (see [`Store::version_directory`]).
 pub async fn load_version(
     store: &Store,
     model: &str,
@@ -279,8 +279,8 @@ impl OnnxBinding {
     }
 }
 
-/// The bytes of `file` (e.g. `model.json`) in the directory a model version's source names:
-/// `runs:/<run_id>/<dir>` points at `<dir>` in the run's artifacts.
+/// The bytes of `file` (e.g. `model.json`) in the directory a model version's source names
+/// (see [`Store::version_directory`]).
 pub async fn read_version_file(
     store: &Store,
     model: &str,
@@ -288,28 +288,17 @@ pub async fn read_version_file(
     file: &str,
 ) -> Result<Vec<u8>, ServeError> {
     let v = store.get_model_version(model, version).await?;
-    let unservable =
-        |why: String| ServeError::Unservable(format!("version {version} of '{model}' {why}"));
-    let (run_id, dir) = v
-        .source
-        .strip_prefix("runs:/")
-        .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
-        .ok_or_else(|| unservable(format!("has source '{}', not a run's model", v.source)))?;
-    let run = store.get_run(run_id).await?;
-    let root = run
-        .info
-        .artifact_root()
-        .ok_or_else(|| unservable("has its artifacts outside refit".into()))?;
-    let dir = dir.trim_matches('/');
-    let path = if dir.is_empty() {
-        format!("{root}/{file}")
-    } else {
-        format!("{root}/{dir}/{file}")
-    };
+    let dir = store.version_directory(&v).await?.ok_or_else(|| {
+        ServeError::Unservable(format!(
+            "version {version} of '{model}' has source '{}', whose files are not in refit",
+            v.source
+        ))
+    })?;
+    let path = format!("{dir}/{file}");
     let (_, mut stream) = store.open_artifact(&path).await.map_err(|e| match e {
-        RegistryError::NotFound(_) => ServeError::NotFound(format!(
-            "version {version} of '{model}' has no {dir}/{file}"
-        )),
+        RegistryError::NotFound(_) => {
+            ServeError::NotFound(format!("version {version} of '{model}' has no {file}"))
+        }
         other => other.into(),
     })?;
     let mut bytes = Vec::new();

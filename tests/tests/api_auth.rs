@@ -54,7 +54,7 @@ const EVERYONE: &[Role] = &[Admin, Scientist, Operator, Consumer, Ingest];
 #[rustfmt::skip]
 fn matrix() -> Vec<Operation> {
     use Body::{Bytes, Json, None};
-    let rows: [(&str, &str, &[Role], Body); 92] = [
+    let rows: [(&str, &str, &[Role], Body); 93] = [
         ("GET",    "/api/v1/experiments",                                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/{experiment_id}",                  READ_RUNS,   None),
         ("GET",    "/api/v1/experiments/by-name/{name}",                   READ_RUNS,   None),
@@ -134,6 +134,7 @@ fn matrix() -> Vec<Operation> {
         ("POST",   "/api/v1/models/{name}/versions/{version}/stage",       WRITE,       Json(r#"{"stage": "Staging"}"#)),
         ("PUT",    "/api/v1/models/{name}/aliases/{alias}",                WRITE,       Json(r#"{"version": 1}"#)),
         ("POST",   "/api/v1/models/{name}/onnx",                           WRITE,       Json(r#"{"run_id": "{run_id}", "dataset": "matrix", "features": ["x"]}"#)),
+        ("POST",   "/api/v1/models/{name}/versions/{version}/onnx",        WRITE,       Json(r#"{"dataset": "matrix", "features": ["x"]}"#)),
         ("POST",   "/api/v1/tokens",                                       ADMIN,       Json(r#"{"name": "fresh", "role": "consumer"}"#)),
         ("DELETE", "/api/v1/tokens/{id_or_name}",                          ADMIN,       None),
         ("DELETE", "/api/v1/models/{name}/aliases/{alias}",                WRITE,       None),
@@ -505,12 +506,7 @@ async fn every_route_refuses_callers_without_a_valid_token(db: Db) {
             .await
             .unwrap();
         expect_error(basic, 401, "UNAUTHENTICATED", "invalid or revoked token").await;
-        for header in [
-            "Basic !!!",
-            "Bearer",
-            "Bearer    ",
-            "Token abc",
-        ] {
+        for header in ["Basic !!!", "Bearer", "Bearer    ", "Token abc"] {
             let malformed = fixture
                 .request(&app, op, None)
                 .header("authorization", header)

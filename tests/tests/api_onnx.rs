@@ -431,6 +431,123 @@ async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
     .await;
     assert_eq!(champion["version"], 1);
 
+    // The same file logged and registered the MLflow 3 way (a logged model, its artifacts through
+    // the proxy, a version from `models:/m-...`), then bound and sent through the same gate.
+    let logged = expect_json(
+        app.admin(Method::POST, "/api/2.0/mlflow/logged-models")
+            .json(&json!({"experiment_id": "0", "name": "onnx-model"}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let model_id = logged["model"]["info"]["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root = logged["model"]["info"]["artifact_uri"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("mlflow-artifacts:/")
+        .to_string();
+    let put = app
+        .admin(
+            Method::PUT,
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{root}/model.onnx"),
+        )
+        .body(case("logistic").0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    let version = expect_json(
+        app.admin(Method::POST, "/api/2.0/mlflow/model-versions/create")
+            .json(
+                &json!({"name": "gated-onnx", "source": format!("models:/{model_id}"),
+                          "model_id": model_id}),
+            )
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(version["model_version"]["version"], "2");
+    let bind = |body: Value| {
+        app.admin(Method::POST, "/api/v1/models/gated-onnx/versions/2/onnx")
+            .json(&body)
+    };
+    let response = bind(json!({"file": "nope.onnx", "dataset": "gated", "features": names}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 404, "RESOURCE_DOES_NOT_EXIST", "nope.onnx").await;
+    let response = bind(json!({"dataset": "gated", "features": ["x"]}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, "INVALID_PARAMETER_VALUE", "").await;
+    let bound = expect_json(
+        bind(
+            json!({"dataset": "gated", "features": names, "task": "binary",
+                    "gate_spec": "gated"}),
+        )
+        .send()
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(bound["model_version"]["version"], 2);
+    assert_eq!(bound["binding"]["task"], "binary");
+    let job_id = bound["job"]["id"].as_i64().unwrap();
+    let started = std::time::Instant::now();
+    let job = loop {
+        let job = expect_json(
+            app.admin(Method::GET, &format!("/api/v1/jobs/{job_id}"))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            break job;
+        }
+        assert!(started.elapsed().as_secs() < 60, "{job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["candidate_version"], 2);
+    assert_eq!(job["result"]["candidate_metrics"]["accuracy"], 1.0, "{job}");
+    // As good as the champion passes a gate that asks for no improvement: promoted, and MLflow's
+    // client sees the new champion.
+    assert_eq!(job["result"]["decision"], "promoted", "{job}");
+    let champion = expect_json(
+        app.admin(
+            Method::GET,
+            "/api/2.0/mlflow/registered-models/alias?name=gated-onnx&alias=champion",
+        )
+        .send()
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(champion["model_version"]["version"], "2");
+    let scored = expect_json(
+        app.admin(Method::POST, "/api/v1/models/gated-onnx/score")
+            .json(&labelled[..1])
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(scored["version"], 2, "{scored}");
+    assert_eq!(scored["scores"].as_array().unwrap().len(), 1, "{scored}");
+
     // A second server on the same database without ONNX Runtime: it runs, and says what is
     // missing when the ONNX model is used or uploaded.
     let bare = spawn_app_beside(&app, |c| {

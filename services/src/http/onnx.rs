@@ -27,7 +27,9 @@ use super::extract::{Json, Path};
 use super::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(register_onnx))
+    OpenApiRouter::new()
+        .routes(routes!(register_onnx))
+        .routes(routes!(bind_version))
 }
 
 /// An ONNX file already uploaded to a run, to register as a version of the model.
@@ -99,12 +101,197 @@ async fn register_onnx(
     let path = b.path.unwrap_or_else(|| "model/model.onnx".into());
     let path = path.trim_matches('/').to_string();
     let (dir, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-    if !file.ends_with(".onnx") {
-        return Err(ApiError::invalid(format!("'{path}' is not an .onnx file")));
+    let run = state.store.get_run(&b.run_id).await?;
+    let root = run.info.artifact_root().ok_or_else(|| {
+        ApiError::invalid(format!(
+            "run {} keeps its artifacts outside refit",
+            b.run_id
+        ))
+    })?;
+    let directory = if dir.is_empty() {
+        root
+    } else {
+        format!("{root}/{dir}")
+    };
+    let actor = caller.actor();
+    let request = OnnxRequest {
+        dataset: b.dataset,
+        features: b.features,
+        task: b.task,
+        classes: b.classes,
+        profile_snapshot: b.profile_snapshot,
+        gate_spec: b.gate_spec,
+    };
+    let missing = format!(
+        "run {} has no artifact '{path}'; upload the .onnx file there first",
+        b.run_id
+    );
+    let (binding, gate_spec) =
+        check_and_bind(&state, &actor, &name, (&directory, file), missing, request).await?;
+    match state.store.get_registered_model(&name).await {
+        Ok(_) => {}
+        Err(RegistryError::NotFound(_)) => {
+            state
+                .store
+                .create_registered_model(&actor, &name, None, &[])
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
     }
-    if file == ONNX_BINDING_FILE || file == "model.json" {
+    let version = state
+        .store
+        .create_model_version(
+            &actor,
+            &name,
+            NewModelVersion {
+                source: format!("runs:/{}/{dir}", b.run_id),
+                run_id: Some(b.run_id.clone()),
+                run_link: None,
+                description: b.description,
+                tags: binding_tags(&binding),
+            },
+        )
+        .await?;
+    let job = gate(&state, &actor, gate_spec, version.version).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(RegisteredOnnx::new(version, binding, job)),
+    ))
+}
+
+/// An ONNX file among a model version's files (one registered through MLflow's client, say),
+/// to bind to a dataset so that refit can serve it and gate it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindOnnx {
+    /// The file, relative to the version's directory (default `model.onnx`, where MLflow's ONNX
+    /// flavor puts it).
+    #[serde(default)]
+    file: Option<String>,
+    /// The dataset whose records the model scores.
+    dataset: String,
+    /// The dataset's features, in the order of the model's input columns.
+    features: Vec<String>,
+    /// `regression`, `binary` or `multiclass`; default: inferred from the outputs.
+    #[serde(default)]
+    task: Option<Task>,
+    /// Class labels by probability column; default: the graph's own labels.
+    #[serde(default)]
+    classes: Option<Vec<String>>,
+    /// A snapshot of the dataset to take the drift reference profile from (see `RegisterOnnx`).
+    #[serde(default)]
+    profile_snapshot: Option<i64>,
+    /// A training spec of this model and dataset whose gate the version must pass (see
+    /// `RegisterOnnx`).
+    #[serde(default)]
+    gate_spec: Option<String>,
+}
+
+#[utoipa::path(post, path = "/models/{name}/versions/{version}/onnx", tag = "models", request_body = BindOnnx,
+    params(("name" = String, Path, description = "Registered model"), ("version" = i64, Path, description = "Version")),
+    responses((status = 200, description = "Checked and bound; gated when asked", body = RegisteredOnnx),
+              (status = 400, description = "The model does not fit the dataset, or its files are not in refit", body = ErrorBody),
+              (status = 404, description = "No such version, file or dataset", body = ErrorBody),
+              (status = 501, description = "ONNX Runtime is not available on this server", body = ErrorBody)))]
+async fn bind_version(
+    State(state): State<AppState>,
+    caller: Can<can::WriteModels>,
+    Path((name, number)): Path<(String, i64)>,
+    Json(b): Json<BindOnnx>,
+) -> ApiResult<axum::Json<RegisteredOnnx>> {
+    let version = state.store.get_model_version(&name, number).await?;
+    let directory = state
+        .store
+        .version_directory(&version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "version {number} of '{name}' has source '{}', whose files are not in refit",
+                version.source
+            ))
+        })?;
+    let file = b.file.unwrap_or_else(|| "model.onnx".into());
+    let actor = caller.actor();
+    let request = OnnxRequest {
+        dataset: b.dataset,
+        features: b.features,
+        task: b.task,
+        classes: b.classes,
+        profile_snapshot: b.profile_snapshot,
+        gate_spec: b.gate_spec,
+    };
+    let file = file.trim_matches('/');
+    let missing = format!("version {number} of '{name}' has no file '{file}'");
+    let (binding, gate_spec) =
+        check_and_bind(&state, &actor, &name, (&directory, file), missing, request).await?;
+    for tag in binding_tags(&binding) {
+        state
+            .store
+            .set_model_version_tag(&actor, &name, number, &tag.key, &tag.value)
+            .await?;
+    }
+    let job = gate(&state, &actor, gate_spec, number).await?;
+    let version = state.store.get_model_version(&name, number).await?;
+    Ok(axum::Json(RegisteredOnnx::new(version, binding, job)))
+}
+
+impl RegisteredOnnx {
+    fn new(model_version: ModelVersion, binding: OnnxBinding, job: Option<Job>) -> Self {
+        RegisteredOnnx {
+            job,
+            model_version,
+            binding: OnnxBindingView {
+                dataset: binding.dataset,
+                features: binding.features,
+                task: binding.task,
+                classes: binding.classes,
+            },
+        }
+    }
+}
+
+/// What an ONNX model is bound with, whichever way it arrived.
+struct OnnxRequest {
+    dataset: String,
+    features: Vec<String>,
+    task: Option<Task>,
+    classes: Option<Vec<String>>,
+    profile_snapshot: Option<i64>,
+    gate_spec: Option<String>,
+}
+
+/// The version tags that say what an ONNX version is bound to.
+fn binding_tags(binding: &OnnxBinding) -> Vec<Tag> {
+    let tag = |key: &str, value: String| Tag {
+        key: key.to_string(),
+        value,
+    };
+    vec![
+        tag("refit.format", "onnx".into()),
+        tag("refit.dataset", binding.dataset.clone()),
+        tag("refit.features", binding.features.join(",")),
+    ]
+}
+
+/// Opens the ONNX file `file` in store directory `directory`, checks it against the dataset (and
+/// the gate spec against model `name` and the dataset), and writes its binding — and, when asked,
+/// its drift reference profile — beside it. Returns the binding and the gate spec. `missing` is
+/// the message for a file that is not there.
+async fn check_and_bind(
+    state: &AppState,
+    actor: &refit_registry::Actor,
+    name: &str,
+    (directory, file): (&str, &str),
+    missing: String,
+    b: OnnxRequest,
+) -> ApiResult<(OnnxBinding, Option<refit_registry::training::StoredSpec>)> {
+    if !file.ends_with(".onnx") || file.contains('/') && file.split('/').any(|s| s == "..") {
+        return Err(ApiError::invalid(format!("'{file}' is not an .onnx file")));
+    }
+    let base = file.rsplit('/').next().unwrap_or(file);
+    if base == ONNX_BINDING_FILE || base == "model.json" {
         return Err(ApiError::invalid(format!(
-            "'{file}' is a name refit reserves"
+            "'{base}' is a name refit reserves"
         )));
     }
     let dataset = state.store.get_dataset(&b.dataset).await?;
@@ -114,23 +301,12 @@ async fn register_onnx(
         .iter()
         .map(|c| (c.name.as_str(), c.kind))
         .collect();
-
-    let run = state.store.get_run(&b.run_id).await?;
-    let root = run.info.artifact_root().ok_or_else(|| {
-        ApiError::invalid(format!(
-            "run {} keeps its artifacts outside refit",
-            b.run_id
-        ))
-    })?;
     let (_, mut stream) = state
         .store
-        .open_artifact(&format!("{root}/{path}"))
+        .open_artifact(&format!("{directory}/{file}"))
         .await
         .map_err(|e| match e {
-            RegistryError::NotFound(_) => ApiError::not_found(format!(
-                "run {} has no artifact '{path}'; upload the .onnx file there first",
-                b.run_id
-            )),
+            RegistryError::NotFound(_) => ApiError::not_found(missing),
             other => other.into(),
         })?;
     let mut bytes = Vec::new();
@@ -178,7 +354,7 @@ async fn register_onnx(
     };
     let profile = match b.profile_snapshot {
         None => None,
-        Some(id) => Some(profile_from_snapshot(&state, &dataset.name, id, &model).await?),
+        Some(id) => Some(profile_from_snapshot(state, &dataset.name, id, &model).await?),
     };
     let info = model.info();
     let binding = OnnxBinding {
@@ -189,81 +365,45 @@ async fn register_onnx(
         task: info.task,
         classes: info.classes.clone(),
     };
-    let actor = caller.actor();
-    let binding_path = if dir.is_empty() {
-        format!("{root}/{ONNX_BINDING_FILE}")
-    } else {
-        format!("{root}/{dir}/{ONNX_BINDING_FILE}")
-    };
     let binding_json = serde_json::to_vec_pretty(&binding).map_err(ApiError::internal)?;
     state
         .store
-        .put_artifact_bytes(&actor, &binding_path, &binding_json)
-        .await?;
-    if let Some(profile) = profile {
-        let at = binding_path.replace(ONNX_BINDING_FILE, PROFILE_FILE);
-        state
-            .store
-            .put_artifact_bytes(&actor, &at, &profile.to_json())
-            .await?;
-    }
-    match state.store.get_registered_model(&name).await {
-        Ok(_) => {}
-        Err(RegistryError::NotFound(_)) => {
-            state
-                .store
-                .create_registered_model(&actor, &name, None, &[])
-                .await?;
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let tag = |key: &str, value: String| Tag {
-        key: key.to_string(),
-        value,
-    };
-    let version = state
-        .store
-        .create_model_version(
-            &actor,
-            &name,
-            NewModelVersion {
-                source: format!("runs:/{}/{dir}", b.run_id),
-                run_id: Some(b.run_id.clone()),
-                run_link: None,
-                description: b.description,
-                tags: vec![
-                    tag("refit.format", "onnx".into()),
-                    tag("refit.dataset", binding.dataset.clone()),
-                    tag("refit.features", binding.features.join(",")),
-                ],
-            },
+        .put_artifact_bytes(
+            actor,
+            &format!("{directory}/{ONNX_BINDING_FILE}"),
+            &binding_json,
         )
         .await?;
-    let job = match gate_spec {
-        None => None,
-        Some(spec) => {
-            let detail = serde_json::json!({ "candidate_version": version.version }).to_string();
-            let job = state
-                .store
-                .create_job(&actor, spec.id, UPLOAD_TRIGGER, Some(&detail))
-                .await?;
-            state.scheduler.notify();
-            Some(job)
-        }
+    if let Some(profile) = profile {
+        state
+            .store
+            .put_artifact_bytes(
+                actor,
+                &format!("{directory}/{PROFILE_FILE}"),
+                &profile.to_json(),
+            )
+            .await?;
+    }
+    Ok((binding, gate_spec))
+}
+
+/// Queues the gate job of `spec` for candidate `version`, if a spec was given.
+async fn gate(
+    state: &AppState,
+    actor: &refit_registry::Actor,
+    spec: Option<refit_registry::training::StoredSpec>,
+    version: i64,
+) -> ApiResult<Option<Job>> {
+    let Some(spec) = spec else {
+        return Ok(None);
     };
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(RegisteredOnnx {
-            job,
-            model_version: version,
-            binding: OnnxBindingView {
-                dataset: binding.dataset,
-                features: binding.features,
-                task: binding.task,
-                classes: binding.classes,
-            },
-        }),
-    ))
+    let detail = serde_json::json!({ "candidate_version": version }).to_string();
+    let job = state
+        .store
+        .create_job(actor, spec.id, UPLOAD_TRIGGER, Some(&detail))
+        .await?;
+    state.scheduler.notify();
+    Ok(Some(job))
 }
 
 /// The drift reference profile of `model` from snapshot `id` of `dataset`: the rows' values of
