@@ -456,10 +456,10 @@ async fn tags_set_replace_delete(db: Db) {
     );
     assert_err!(
         t.store
-            .set_experiment_tag(&alice(), &id, "long", &"v".repeat(8001))
+            .set_experiment_tag(&alice(), &id, "long", &"v".repeat(20_001))
             .await,
         InvalidParameter,
-        "8001"
+        "20001"
     );
     audit.none().await;
 
