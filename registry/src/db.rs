@@ -189,7 +189,7 @@ impl Store {
             Backend::Sqlite => {
                 let url = sqlite_url(&options.url);
                 let mut writer = AnyConnection::connect(&url).await?;
-                configure_sqlite(&mut writer).await?;
+                configure_sqlite(&mut writer, WRITER_CACHE_KIB).await?;
                 // The writer checkpoints only as a safety net (64 MiB of WAL); normally the
                 // background checkpointer keeps the WAL short without delaying commits.
                 writer.execute("PRAGMA wal_autocheckpoint = 16384").await?;
@@ -401,17 +401,25 @@ fn spawn_analyzer(pool: AnyPool) {
 }
 
 /// WAL so readers never block the writer, full fsync on commit, foreign keys on, case-sensitive
-/// LIKE as on PostgreSQL, and a busy timeout for other processes (the CLI).
-async fn configure_sqlite(conn: &mut AnyConnection) -> sqlx::Result<()> {
-    conn.execute(
+/// LIKE as on PostgreSQL, and a busy timeout for other processes (the CLI). The writer keeps a
+/// 32 MiB page cache for the pages its transactions change; readers read through the memory map
+/// and keep 4 MiB each, so that a full pool does not hold hundreds of MiB of copies.
+async fn configure_sqlite(conn: &mut AnyConnection, cache_kib: u32) -> sqlx::Result<()> {
+    let pragmas = format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-         PRAGMA case_sensitive_like = ON; PRAGMA cache_size = -32768; \
-         PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;",
-    )
-    .await?;
+         PRAGMA case_sensitive_like = ON; PRAGMA cache_size = -{cache_kib}; \
+         PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;"
+    );
+    // Safe: the text is fixed but for an integer.
+    conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
     Ok(())
 }
+
+/// Page cache of the writer connection, KiB.
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// Page cache of each pooled reader, KiB.
+const READER_CACHE_KIB: u32 = 4 * 1024;
 
 /// The writer's direct connection to the database file of `url` (see [`HeldWriter`]), with the
 /// settings of [`configure_sqlite`] that matter for writing.
@@ -430,7 +438,9 @@ fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn: &mut AnyConnection, _meta| Box::pin(configure_sqlite(conn)))
+        .after_connect(|conn: &mut AnyConnection, _meta| {
+            Box::pin(configure_sqlite(conn, READER_CACHE_KIB))
+        })
 }
 
 /// Adds `mode=rwc` so that a missing database file is created.
