@@ -69,6 +69,57 @@ pub struct Store {
     pub(crate) tokens: std::sync::Arc<crate::tokens::TokenCache>,
     /// Counts committed changes to model aliases in this process (see [`Store::alias_changes`]).
     aliases: Arc<tokio::sync::watch::Sender<u64>>,
+    /// SQLite: direct connections for reads of many rows (see [`DirectReaders`]).
+    direct_read: Option<Arc<DirectReaders>>,
+}
+
+/// Direct connections to the SQLite file for reads that return many rows (a page of runs with
+/// their params, tags and metrics): each read runs in one blocking call, where sqlx would hand
+/// every row from its worker thread to the async task separately. Opened on demand, kept idle
+/// for reuse, at most [`DirectReaders::KEEP`] of them.
+#[derive(Debug)]
+pub(crate) struct DirectReaders {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl DirectReaders {
+    const KEEP: usize = 4;
+
+    /// Runs `read` on an idle connection (or a new one) on the blocking pool.
+    pub(crate) async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let idle = this.idle.lock().expect("not poisoned").pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => {
+                    let conn = rusqlite::Connection::open_with_flags(
+                        &this.path,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    conn.execute_batch(
+                        "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000; \
+                         PRAGMA case_sensitive_like = ON; PRAGMA mmap_size = 1073741824; \
+                         PRAGMA cache_size = -4096;",
+                    )?;
+                    conn
+                }
+            };
+            let out = read(&conn);
+            let mut idle = this.idle.lock().expect("not poisoned");
+            if idle.len() < Self::KEEP {
+                idle.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| crate::Error::Integrity(format!("a direct read panicked: {e}")))?
+    }
 }
 
 /// Where writes go: PostgreSQL's pool (many writers), or SQLite's one held connection.
@@ -194,6 +245,11 @@ impl Store {
                 // background checkpointer keeps the WAL short without delaying commits.
                 writer.execute("PRAGMA wal_autocheckpoint = 16384").await?;
                 let direct = open_direct(&url)?;
+                let file: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+                let direct_read = Some(Arc::new(DirectReaders {
+                    path: file.get_filename().to_path_buf(),
+                    idle: std::sync::Mutex::new(Vec::new()),
+                }));
                 let read = sqlite_pool(options.max_connections.max(1))
                     .connect(&url)
                     .await?;
@@ -207,6 +263,7 @@ impl Store {
                     backend,
                     tokens,
                     aliases: aliases.clone(),
+                    direct_read,
                 }
             }
             Backend::Postgres => {
@@ -222,6 +279,7 @@ impl Store {
                     backend,
                     tokens,
                     aliases: aliases.clone(),
+                    direct_read: None,
                 }
             }
         };
@@ -272,6 +330,28 @@ impl Store {
     /// Called after a transaction that changed an alias has committed.
     pub(crate) fn aliases_changed(&self) {
         self.aliases.send_modify(|n| *n += 1);
+    }
+
+    /// SQLite's direct readers, if this store has them.
+    pub(crate) fn direct_readers(&self) -> Option<&Arc<DirectReaders>> {
+        self.direct_read.as_ref()
+    }
+
+    /// Runs with their params, latest metrics, tags and inputs: on SQLite through a direct
+    /// connection, otherwise on `conn`.
+    pub(crate) async fn runs_with_data(
+        &self,
+        conn: &mut AnyConnection,
+        stored: Vec<crate::runs::StoredRun>,
+    ) -> Result<Vec<crate::runs::Run>> {
+        match &self.direct_read {
+            Some(readers) => {
+                readers
+                    .run(move |conn| crate::runs::attach_data_direct(conn, stored))
+                    .await
+            }
+            None => crate::runs::attach_data(conn, stored).await,
+        }
     }
 
     /// The database this store runs on.

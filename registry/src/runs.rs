@@ -231,6 +231,47 @@ pub(crate) fn run_from_row(row: &AnyRow) -> Result<StoredRun> {
     })
 }
 
+/// The runs with these ids, in this order, read through a direct SQLite connection.
+pub(crate) fn load_runs_direct(conn: &rusqlite::Connection, ids: &[i64]) -> Result<Vec<StoredRun>> {
+    let mut found: HashMap<i64, StoredRun> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let mut q = Sql::new("SELECT ");
+        q.push(RUN_COLUMNS)
+            .push(" FROM runs r WHERE r.id IN ")
+            .bind_list(chunk.iter().copied());
+        let mut bad = None;
+        q.query_direct(conn, |r| {
+            let experiment_id: i64 = r.get(2)?;
+            let uuid: String = r.get(1)?;
+            let status: String = r.get(5)?;
+            match RunStatus::parse(&status) {
+                Ok(status) => {
+                    let info = RunInfo {
+                        run_uuid: uuid.clone(),
+                        run_id: uuid,
+                        run_name: r.get(3)?,
+                        experiment_id: experiment_id.to_string(),
+                        user_id: r.get(4)?,
+                        status,
+                        start_time: r.get(6)?,
+                        end_time: r.get(7)?,
+                        artifact_uri: r.get(9)?,
+                        lifecycle_stage: LifecycleStage::parse(&r.get::<_, String>(8)?),
+                    };
+                    let id = r.get(0)?;
+                    found.insert(id, StoredRun { id, info });
+                }
+                Err(e) => bad = Some(e),
+            }
+            Ok(())
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+    }
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+}
+
 fn metric_from_row(row: &AnyRow) -> Result<Metric> {
     let is_nan: i64 = row.try_get("is_nan")?;
     Ok(Metric {
@@ -278,91 +319,218 @@ pub(crate) async fn attach_data(
     conn: &mut AnyConnection,
     stored: Vec<StoredRun>,
 ) -> Result<Vec<Run>> {
-    let by_id: HashMap<i64, usize> = stored.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
-    let ids: Vec<i64> = stored.iter().map(|r| r.id).collect();
-    let mut runs: Vec<Run> = stored
-        .into_iter()
-        .map(|r| Run {
-            info: r.info,
-            data: RunData::default(),
-            inputs: RunInputs::default(),
-        })
-        .collect();
-    let by_uuid: HashMap<String, usize> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.info.run_id.clone(), i))
-        .collect();
+    let mut data = RunRows::default();
     // SQLite allows at most 32,766 bound values per statement.
-    for chunk in ids.chunks(1000) {
-        let mut sql = Sql::new("SELECT run_id, key, value FROM params WHERE run_id IN ");
-        sql.bind_list(chunk.iter().copied()).push(" ORDER BY key");
-        for row in sql.fetch_all(&mut *conn).await? {
-            let run = &mut runs[by_id[&row.try_get::<i64, _>("run_id")?]];
-            run.data.params.push(Param {
-                key: row.try_get("key")?,
-                value: row.try_get("value")?,
-            });
+    for chunk in stored.chunks(1000) {
+        let [params, tags, metrics, inputs] = run_data_queries(chunk);
+        for row in params.fetch_all(&mut *conn).await? {
+            data.params
+                .push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
         }
-        let mut sql = Sql::new("SELECT run_id, key, value FROM tags WHERE run_id IN ");
-        sql.bind_list(chunk.iter().copied()).push(" ORDER BY key");
-        for row in sql.fetch_all(&mut *conn).await? {
-            let run = &mut runs[by_id[&row.try_get::<i64, _>("run_id")?]];
-            run.data.tags.push(Tag {
-                key: row.try_get("key")?,
-                value: row.try_get("value")?,
-            });
+        for row in tags.fetch_all(&mut *conn).await? {
+            data.tags
+                .push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
         }
-        let mut sql = Sql::new(
-            "SELECT run_id, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_id IN ",
-        );
-        sql.bind_list(chunk.iter().copied()).push(" ORDER BY key");
-        for row in sql.fetch_all(&mut *conn).await? {
-            let run = &mut runs[by_id[&row.try_get::<i64, _>("run_id")?]];
-            run.data.metrics.push(metric_from_row(&row)?);
+        for row in metrics.fetch_all(&mut *conn).await? {
+            data.metrics.push(metric_row(
+                row.try_get(0)?,
+                (row.try_get(1)?, row.try_get(2)?),
+                (row.try_get(3)?, row.try_get(4)?, row.try_get(5)?),
+            ));
         }
-        let uuids: Vec<&str> = chunk
-            .iter()
-            .map(|id| runs[by_id[id]].info.run_id.as_str())
-            .collect();
-        let mut sql = Sql::new(
-            "SELECT i.destination_id AS run_uuid, i.input_uuid, d.name, d.digest, d.source_type, \
-             d.source, d.schema, d.profile FROM inputs i JOIN input_datasets d ON d.dataset_uuid = i.source_id \
-             WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id IN ",
-        );
-        sql.bind_list(uuids).push(" ORDER BY d.name, d.digest");
-        let mut by_input: HashMap<String, (usize, usize)> = HashMap::new();
-        for row in sql.fetch_all(&mut *conn).await? {
-            let run_idx = by_uuid[&row.try_get::<String, _>("run_uuid")?];
-            let inputs = &mut runs[run_idx].inputs.dataset_inputs;
-            by_input.insert(row.try_get("input_uuid")?, (run_idx, inputs.len()));
-            inputs.push(DatasetInput {
-                tags: Vec::new(),
+        let first = data.inputs.len();
+        for row in inputs.fetch_all(&mut *conn).await? {
+            data.inputs.push(InputRow {
+                run_uuid: row.try_get(0)?,
+                input_uuid: row.try_get(1)?,
                 dataset: Dataset {
-                    name: row.try_get("name")?,
-                    digest: row.try_get("digest")?,
-                    source_type: row.try_get("source_type")?,
-                    source: row.try_get("source")?,
-                    schema: row.try_get("schema")?,
-                    profile: row.try_get("profile")?,
+                    name: row.try_get(2)?,
+                    digest: row.try_get(3)?,
+                    source_type: row.try_get(4)?,
+                    source: row.try_get(5)?,
+                    schema: row.try_get(6)?,
+                    profile: row.try_get(7)?,
                 },
             });
         }
-        if !by_input.is_empty() {
-            let mut sql =
-                Sql::new("SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ");
-            sql.bind_list(by_input.keys().map(String::as_str))
-                .push(" ORDER BY name");
+        if let Some(sql) = input_tags_query(&data.inputs[first..]) {
             for row in sql.fetch_all(&mut *conn).await? {
-                let (r, i) = by_input[&row.try_get::<String, _>("input_uuid")?];
-                runs[r].inputs.dataset_inputs[i].tags.push(Tag {
-                    key: row.try_get("name")?,
-                    value: row.try_get("value")?,
-                });
+                data.input_tags
+                    .push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
             }
         }
     }
-    Ok(runs)
+    Ok(data.assemble(stored))
+}
+
+/// [`attach_data`] on SQLite, through a direct connection in one blocking call: sqlx hands each
+/// row from its worker thread to the async task separately, which for the thousands of rows of
+/// a search page costs more than reading them.
+pub(crate) fn attach_data_direct(
+    conn: &rusqlite::Connection,
+    stored: Vec<StoredRun>,
+) -> Result<Vec<Run>> {
+    let mut data = RunRows::default();
+    for chunk in stored.chunks(1000) {
+        let [params, tags, metrics, inputs] = run_data_queries(chunk);
+        params.query_direct(conn, |r| {
+            data.params.push((r.get(0)?, r.get(1)?, r.get(2)?));
+            Ok(())
+        })?;
+        tags.query_direct(conn, |r| {
+            data.tags.push((r.get(0)?, r.get(1)?, r.get(2)?));
+            Ok(())
+        })?;
+        metrics.query_direct(conn, |r| {
+            data.metrics.push(metric_row(
+                r.get(0)?,
+                (r.get(1)?, r.get(2)?),
+                (r.get(3)?, r.get(4)?, r.get(5)?),
+            ));
+            Ok(())
+        })?;
+        let first = data.inputs.len();
+        inputs.query_direct(conn, |r| {
+            data.inputs.push(InputRow {
+                run_uuid: r.get(0)?,
+                input_uuid: r.get(1)?,
+                dataset: Dataset {
+                    name: r.get(2)?,
+                    digest: r.get(3)?,
+                    source_type: r.get(4)?,
+                    source: r.get(5)?,
+                    schema: r.get(6)?,
+                    profile: r.get(7)?,
+                },
+            });
+            Ok(())
+        })?;
+        if let Some(sql) = input_tags_query(&data.inputs[first..]) {
+            sql.query_direct(conn, |r| {
+                data.input_tags.push((r.get(0)?, r.get(1)?, r.get(2)?));
+                Ok(())
+            })?;
+        }
+    }
+    Ok(data.assemble(stored))
+}
+
+/// The queries for the params, tags, latest metrics and dataset inputs of `runs`, each ordered
+/// as the run's lists are.
+fn run_data_queries(runs: &[StoredRun]) -> [Sql; 4] {
+    let ids = || runs.iter().map(|r| r.id);
+    let mut params = Sql::new("SELECT run_id, key, value FROM params WHERE run_id IN ");
+    params.bind_list(ids()).push(" ORDER BY key");
+    let mut tags = Sql::new("SELECT run_id, key, value FROM tags WHERE run_id IN ");
+    tags.bind_list(ids()).push(" ORDER BY key");
+    let mut metrics = Sql::new(
+        "SELECT run_id, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_id IN ",
+    );
+    metrics.bind_list(ids()).push(" ORDER BY key");
+    let mut inputs = Sql::new(
+        "SELECT i.destination_id AS run_uuid, i.input_uuid, d.name, d.digest, d.source_type, \
+         d.source, d.schema, d.profile FROM inputs i JOIN input_datasets d ON d.dataset_uuid = i.source_id \
+         WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id IN ",
+    );
+    inputs
+        .bind_list(runs.iter().map(|r| r.info.run_id.as_str()))
+        .push(" ORDER BY d.name, d.digest");
+    [params, tags, metrics, inputs]
+}
+
+/// The query for the tags of `inputs`, if there are any.
+fn input_tags_query(inputs: &[InputRow]) -> Option<Sql> {
+    if inputs.is_empty() {
+        return None;
+    }
+    let mut sql = Sql::new("SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ");
+    sql.bind_list(inputs.iter().map(|i| i.input_uuid.as_str()))
+        .push(" ORDER BY name");
+    Some(sql)
+}
+
+/// A latest-metric row: run, (key, value), (timestamp, step, is_nan).
+fn metric_row(
+    run: i64,
+    (key, value): (String, f64),
+    (timestamp, step, is_nan): (i64, i64, i64),
+) -> (i64, Metric) {
+    let value = if is_nan != 0 { f64::NAN } else { value };
+    (
+        run,
+        Metric {
+            key,
+            value,
+            timestamp,
+            step,
+        },
+    )
+}
+
+/// A dataset input row.
+struct InputRow {
+    run_uuid: String,
+    input_uuid: String,
+    dataset: Dataset,
+}
+
+/// The rows of a page of runs' data, however they were read.
+#[derive(Default)]
+struct RunRows {
+    /// (run, key, value)
+    params: Vec<(i64, String, String)>,
+    tags: Vec<(i64, String, String)>,
+    metrics: Vec<(i64, Metric)>,
+    inputs: Vec<InputRow>,
+    /// (input, name, value)
+    input_tags: Vec<(String, String, String)>,
+}
+
+impl RunRows {
+    /// The runs with their data, in the order of `stored`.
+    fn assemble(self, stored: Vec<StoredRun>) -> Vec<Run> {
+        let by_id: HashMap<i64, usize> =
+            stored.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+        let mut runs: Vec<Run> = stored
+            .into_iter()
+            .map(|r| Run {
+                info: r.info,
+                data: RunData::default(),
+                inputs: RunInputs::default(),
+            })
+            .collect();
+        let by_uuid: HashMap<String, usize> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.info.run_id.clone(), i))
+            .collect();
+        for (run, key, value) in self.params {
+            runs[by_id[&run]].data.params.push(Param { key, value });
+        }
+        for (run, key, value) in self.tags {
+            runs[by_id[&run]].data.tags.push(Tag { key, value });
+        }
+        for (run, metric) in self.metrics {
+            runs[by_id[&run]].data.metrics.push(metric);
+        }
+        let mut by_input: HashMap<String, (usize, usize)> = HashMap::new();
+        for input in self.inputs {
+            let r = by_uuid[&input.run_uuid];
+            let list = &mut runs[r].inputs.dataset_inputs;
+            by_input.insert(input.input_uuid, (r, list.len()));
+            list.push(DatasetInput {
+                tags: Vec::new(),
+                dataset: input.dataset,
+            });
+        }
+        for (input, key, value) in self.input_tags {
+            let (r, i) = by_input[&input];
+            runs[r].inputs.dataset_inputs[i]
+                .tags
+                .push(Tag { key, value });
+        }
+        runs
+    }
 }
 
 fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<()> {
@@ -584,7 +752,7 @@ impl Store {
     pub async fn get_run(&self, run_id: &str) -> Result<Run> {
         let mut conn = self.read.acquire().await?;
         let run = load_run(&mut conn, run_id).await?;
-        Ok(attach_data(&mut conn, vec![run]).await?.remove(0))
+        Ok(self.runs_with_data(&mut conn, vec![run]).await?.remove(0))
     }
 
     /// Updates status, end time or name of an active run.

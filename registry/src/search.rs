@@ -14,7 +14,7 @@ use crate::models::{
     version_from_row,
 };
 use crate::page;
-use crate::runs::{RUN_COLUMNS, Run, attach_data, run_from_row};
+use crate::runs::{RUN_COLUMNS, Run, run_from_row};
 use crate::search_filter::{self as filter, Comparison, Dialect, Entity, Op, Value};
 use crate::sql::Sql;
 
@@ -371,6 +371,24 @@ impl Store {
             .push(" OFFSET ")
             .bind(page.offset);
 
+        if let Some(readers) = self.direct_readers() {
+            // SQLite: the whole page in one blocking call on a direct connection.
+            let (fetched, items) = readers
+                .run(move |conn| {
+                    let mut ids: Vec<i64> = Vec::new();
+                    sql.query_direct(conn, |r| {
+                        ids.push(r.get(0)?);
+                        Ok(())
+                    })?;
+                    let stored = crate::runs::load_runs_direct(conn, &ids)?;
+                    Ok((ids.len(), crate::runs::attach_data_direct(conn, stored)?))
+                })
+                .await?;
+            return Ok(SearchPage {
+                items,
+                next_page_token: page::next(page, fetched, &print),
+            });
+        }
         let mut conn = self.read.acquire().await?;
         let ids: Vec<i64> = sql
             .fetch_all(&mut conn)
@@ -391,7 +409,7 @@ impl Store {
             }
         }
         let stored = ids.iter().filter_map(|id| found.remove(id)).collect();
-        let items = attach_data(&mut conn, stored).await?;
+        let items = self.runs_with_data(&mut conn, stored).await?;
         Ok(SearchPage {
             items,
             next_page_token,

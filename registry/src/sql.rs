@@ -148,6 +148,20 @@ impl Sql {
         Ok(statement.execute(rusqlite::params_from_iter(&self.binds))? as u64)
     }
 
+    /// Runs the query on a direct SQLite connection, handing each row to `each`.
+    pub(crate) fn query_direct(
+        self,
+        conn: &rusqlite::Connection,
+        mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        let mut statement = conn.prepare_cached(&anonymous_placeholders(&self.text))?;
+        let mut rows = statement.query(rusqlite::params_from_iter(&self.binds))?;
+        while let Some(row) = rows.next()? {
+            each(row)?;
+        }
+        Ok(())
+    }
+
     /// Runs the statement, returning the number of rows it changed.
     pub(crate) async fn execute(self, conn: &mut AnyConnection) -> sqlx::Result<u64> {
         let query = self.build(conn);
