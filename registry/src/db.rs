@@ -110,7 +110,15 @@ impl DirectReaders {
                     conn
                 }
             };
-            let out = read(&conn);
+            // One read transaction: every query of `read` sees the same snapshot.
+            let out = conn
+                .unchecked_transaction()
+                .map_err(crate::Error::from)
+                .and_then(|tx| {
+                    let out = read(&tx);
+                    tx.finish()?;
+                    out
+                });
             let mut idle = this.idle.lock().expect("not poisoned");
             if idle.len() < Self::KEEP {
                 idle.push(conn);
