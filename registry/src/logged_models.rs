@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::experiments::{LifecycleStage, Tag, active_experiment};
 use crate::page;
 use crate::runs::{Param, active_run};
-use crate::search::{MAX_FILTER_COMPARISONS, MAX_ORDER_CLAUSES, MAX_SEARCH_VALUES, SearchPage};
+use crate::search::{MAX_ORDER_CLAUSES, MAX_SEARCH_VALUES, SearchPage, check_filter_size};
 use crate::search_filter::{Op, Value};
 use crate::sql::Sql;
 use crate::{run_names, validate};
@@ -1461,12 +1461,6 @@ fn parse_filter(input: &str) -> Result<Vec<Clause>> {
             return Err(invalid(format!("Expected 'AND' at position {and_pos}.")));
         }
     }
-    if clauses.len() > MAX_FILTER_COMPARISONS {
-        return Err(Error::invalid(format!(
-            "Invalid filter: it has {} comparisons; the limit is {MAX_FILTER_COMPARISONS}",
-            clauses.len()
-        )));
-    }
     let values: usize = clauses
         .iter()
         .map(|c| match &c.value {
@@ -1474,11 +1468,7 @@ fn parse_filter(input: &str) -> Result<Vec<Clause>> {
             _ => 1,
         })
         .sum();
-    if values > MAX_SEARCH_VALUES {
-        return Err(Error::invalid(format!(
-            "Invalid filter: it has {values} values; the limit is {MAX_SEARCH_VALUES}"
-        )));
-    }
+    check_filter_size(clauses.len(), values)?;
     Ok(clauses)
 }
 

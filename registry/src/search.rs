@@ -84,15 +84,25 @@ pub const MAX_ORDER_CLAUSES: usize = 20;
 /// 32,766 per statement and PostgreSQL 65,535, and past them the search would fail as a whole.
 pub const MAX_SEARCH_VALUES: usize = 10_000;
 
+/// Refuses a filter of more than [`MAX_FILTER_COMPARISONS`] comparisons or
+/// [`MAX_SEARCH_VALUES`] values in all.
+pub(crate) fn check_filter_size(comparisons: usize, values: usize) -> Result<()> {
+    if comparisons > MAX_FILTER_COMPARISONS {
+        return Err(Error::invalid(format!(
+            "Invalid filter: it has {comparisons} comparisons; the limit is {MAX_FILTER_COMPARISONS}"
+        )));
+    }
+    if values > MAX_SEARCH_VALUES {
+        return Err(Error::invalid(format!(
+            "Invalid filter: it has {values} values; the limit is {MAX_SEARCH_VALUES}"
+        )));
+    }
+    Ok(())
+}
+
 fn parse(dialect: Dialect, text: &str) -> Result<Vec<Comparison>> {
     let comparisons = filter::parse_filter(dialect, text)
         .map_err(|e| Error::invalid(format!("Invalid filter '{text}': {e}")))?;
-    if comparisons.len() > MAX_FILTER_COMPARISONS {
-        return Err(Error::invalid(format!(
-            "Invalid filter: it has {} comparisons; the limit is {MAX_FILTER_COMPARISONS}",
-            comparisons.len()
-        )));
-    }
     let values: usize = comparisons
         .iter()
         .map(|c| match &c.value {
@@ -100,11 +110,7 @@ fn parse(dialect: Dialect, text: &str) -> Result<Vec<Comparison>> {
             _ => 1,
         })
         .sum();
-    if values > MAX_SEARCH_VALUES {
-        return Err(Error::invalid(format!(
-            "Invalid filter: it has {values} values; the limit is {MAX_SEARCH_VALUES}"
-        )));
-    }
+    check_filter_size(comparisons.len(), values)?;
     Ok(comparisons)
 }
 

@@ -62,6 +62,26 @@ async fn upload(app: &TestApp, name: &str, path: &str) -> String {
     run_id
 }
 
+/// Job `id` once it has succeeded or failed (at most a minute).
+async fn finished_job(app: &TestApp, id: i64) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let job = expect_json(
+            app.admin(Method::GET, &format!("/api/v1/jobs/{id}"))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            return job;
+        }
+        assert!(started.elapsed().as_secs() < 60, "{job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn register(app: &TestApp, model: &str, body: Value) -> reqwest::RequestBuilder {
     app.admin(Method::POST, &format!("/api/v1/models/{model}/onnx"))
         .json(&body)
@@ -399,22 +419,7 @@ async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
     .await;
     assert_eq!(registered["job"]["trigger"], "upload");
     let job_id = registered["job"]["id"].as_i64().unwrap();
-    let started = std::time::Instant::now();
-    let job = loop {
-        let job = expect_json(
-            app.admin(Method::GET, &format!("/api/v1/jobs/{job_id}"))
-                .send()
-                .await
-                .unwrap(),
-            200,
-        )
-        .await;
-        if job["status"] == "succeeded" || job["status"] == "failed" {
-            break job;
-        }
-        assert!(started.elapsed().as_secs() < 60, "{job}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let job = finished_job(&app, job_id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["decision"], "promoted", "{job}");
     assert_eq!(job["result"]["candidate_version"], 1);
@@ -502,22 +507,7 @@ async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
     assert_eq!(bound["model_version"]["version"], 2);
     assert_eq!(bound["binding"]["task"], "binary");
     let job_id = bound["job"]["id"].as_i64().unwrap();
-    let started = std::time::Instant::now();
-    let job = loop {
-        let job = expect_json(
-            app.admin(Method::GET, &format!("/api/v1/jobs/{job_id}"))
-                .send()
-                .await
-                .unwrap(),
-            200,
-        )
-        .await;
-        if job["status"] == "succeeded" || job["status"] == "failed" {
-            break job;
-        }
-        assert!(started.elapsed().as_secs() < 60, "{job}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let job = finished_job(&app, job_id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["candidate_version"], 2);
     assert_eq!(job["result"]["candidate_metrics"]["accuracy"], 1.0, "{job}");
