@@ -206,36 +206,7 @@ async fn http() -> (f64, f64, f64) {
         .await;
     columns.clear();
     let features: Vec<String> = (0..FEATURES).map(|j| format!("f{j}")).collect();
-    e.call(
-        &client,
-        "/api/v1/specs",
-        &json!({"name": "bench", "dataset": "bench", "task": "binary", "target": "y",
-                "features": features, "algorithm": "logistic_regression"}),
-    )
-    .await;
-    let job = e
-        .call(&client, "/api/v1/specs/bench/train", &Value::Null)
-        .await;
-    let id = job["id"].as_i64().unwrap();
-    loop {
-        let job: Value = client
-            .get(format!("http://{}/api/v1/jobs/{id}", e.address))
-            .bearer_auth(&e.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match job["status"].as_str().unwrap() {
-            "succeeded" => {
-                assert_eq!(job["result"]["decision"], "promoted", "{job}");
-                break;
-            }
-            "failed" => panic!("training failed: {job}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    e.train_promoted(&client, &features).await;
 
     let row = serde_json::to_vec(&json!([records[0]])).unwrap();
     let path = "/api/v1/models/bench/score";

@@ -143,33 +143,7 @@ async fn prepare(e: &common::Endpoint) {
         .unwrap();
     assert!(resp.status().is_success());
     let names: Vec<String> = (0..FEATURES).map(|j| format!("f{j}")).collect();
-    e.call(
-        &client,
-        "/api/v1/specs",
-        &json!({"name": "bench", "dataset": "bench", "task": "binary", "target": "y",
-                "features": names, "algorithm": "logistic_regression"}),
-    )
-    .await;
-    let job = e
-        .call(&client, "/api/v1/specs/bench/train", &Value::Null)
-        .await;
-    let id = job["id"].as_i64().unwrap();
-    loop {
-        let job: Value = client
-            .get(format!("http://{}/api/v1/jobs/{id}", e.address))
-            .bearer_auth(&e.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match job["status"].as_str().unwrap() {
-            "succeeded" => break,
-            "failed" => panic!("training failed: {job}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    e.train_promoted(&client, &names).await;
     let resp = client
         .put(format!("http://{}/api/v1/drift/settings/bench", e.address))
         .bearer_auth(&e.token)

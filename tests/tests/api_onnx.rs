@@ -492,7 +492,36 @@ async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
         .send()
         .await
         .unwrap();
-    expect_error(response, 400, "INVALID_PARAMETER_VALUE", "").await;
+    expect_error(
+        response,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "input 'X' has 5 columns (shape [N, 5]), but 1 features are bound",
+    )
+    .await;
+    let response = bind(json!({"file": "model.json", "dataset": "gated", "features": names}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        response,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "'model.json' is not an .onnx file",
+    )
+    .await;
+    let response = bind(json!({"file": "../x.onnx", "dataset": "gated", "features": names}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, "INVALID_PARAMETER_VALUE", "'..' segment").await;
+    let response = app
+        .admin(Method::POST, "/api/v1/models/gated-onnx/versions/9/onnx")
+        .json(&json!({"dataset": "gated", "features": names}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 404, "RESOURCE_DOES_NOT_EXIST", "version=9").await;
     let bound = expect_json(
         bind(
             json!({"dataset": "gated", "features": names, "task": "binary",

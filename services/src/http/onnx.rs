@@ -285,7 +285,8 @@ async fn check_and_bind(
     missing: String,
     b: OnnxRequest,
 ) -> ApiResult<(OnnxBinding, Option<refit_registry::training::StoredSpec>)> {
-    if !file.ends_with(".onnx") || file.contains('/') && file.split('/').any(|s| s == "..") {
+    refit_registry::validate::artifact_path(file)?;
+    if !file.ends_with(".onnx") {
         return Err(ApiError::invalid(format!("'{file}' is not an .onnx file")));
     }
     let base = file.rsplit('/').next().unwrap_or(file);

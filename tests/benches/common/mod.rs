@@ -33,6 +33,42 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Applies a logistic-regression spec `bench` on dataset `bench` (target `y`) and trains it,
+    /// returning once the job succeeded with a promotion.
+    pub async fn train_promoted(&self, client: &reqwest::Client, features: &[String]) {
+        self.call(
+            client,
+            "/api/v1/specs",
+            &serde_json::json!({"name": "bench", "dataset": "bench", "task": "binary",
+                                "target": "y", "features": features,
+                                "algorithm": "logistic_regression"}),
+        )
+        .await;
+        let job = self
+            .call(client, "/api/v1/specs/bench/train", &Value::Null)
+            .await;
+        let id = job["id"].as_i64().unwrap();
+        loop {
+            let job: Value = client
+                .get(format!("http://{}/api/v1/jobs/{id}", self.address))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match job["status"].as_str().unwrap() {
+                "succeeded" => {
+                    assert_eq!(job["result"]["decision"], "promoted", "{job}");
+                    return;
+                }
+                "failed" => panic!("training failed: {job}"),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     pub async fn call(&self, client: &reqwest::Client, path: &str, body: &Value) -> Value {
         let resp = client
             .post(format!("http://{}{path}", self.address))

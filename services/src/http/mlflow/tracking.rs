@@ -203,11 +203,9 @@ pub fn run_json(run: &Run, models: Option<&RunModels>) -> Value {
                     .collect(),
             ),
         );
-        o.insert("inputs".into(), Value::Object(inputs));
         o.insert("outputs".into(), Value::Object(outputs));
-    } else {
-        o.insert("inputs".into(), Value::Object(inputs));
     }
+    o.insert("inputs".into(), Value::Object(inputs));
     Value::Object(o)
 }
 

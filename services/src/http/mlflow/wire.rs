@@ -237,11 +237,6 @@ pub fn empty() -> Response {
     axum::Json(serde_json::json!({})).into_response()
 }
 
-/// True for an empty list, to leave it out of a response as protobuf does.
-pub fn is_empty<T>(v: &[T]) -> bool {
-    v.is_empty()
-}
-
 /// Puts `value` under `key` unless it is an empty list, as protobuf leaves empty repeated fields
 /// out.
 pub fn put_list(object: &mut Map<String, Value>, key: &str, value: Value) {
