@@ -15,7 +15,8 @@ use refit_registry::datasets::{Schema, SnapshotRow};
 use refit_registry::drift::{DriftReport, DriftSettings, NewDriftReport, ReportSource};
 use refit_registry::{Error as RegistryError, Store};
 
-use crate::drift::reference::{PreparedReference, ProfileColumn, load_profile, prediction_column};
+use crate::drift::monitor::MachineRows;
+use crate::drift::reference::{PreparedReference, ProfileColumn, load_profile};
 use crate::drift::{DriftMonitor, DriftParams, MonitorKey, MonitorSettings, Window, judge_window};
 use crate::frame::FeatureFrame;
 use crate::model::Predictions;
@@ -285,10 +286,8 @@ pub async fn check_rows(
     tokio::task::spawn_blocking(move || {
         let frame =
             FeatureFrame::from_rows(rows.iter().map(|r| r.features.as_slice()), &pick, &numeric);
-        let prediction = served
-            .and_then(|s| s.inner.predict(&frame).ok())
-            .map(|p| prediction_column(reference.task, &reference.classes, &p));
-        let machine_ids: Vec<String> = rows.iter().map(|r| r.machine_id.clone()).collect();
+        let predictions = served.and_then(|s| s.inner.predict(&frame).ok());
+        let machines = MachineRows::from_ids(rows.iter().map(|r| r.machine_id.as_str()));
         let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
         judge_window(
             &key,
@@ -296,8 +295,8 @@ pub async fn check_rows(
             &reference,
             &settings,
             &frame.columns,
-            prediction.as_ref(),
-            &machine_ids,
+            predictions.as_ref().map(|p| p.values.as_slice()),
+            &machines,
             &ts,
         )
     })

@@ -44,6 +44,23 @@ impl Label for Option<&str> {
     }
 }
 
+/// The count of every label of `values`, missing ones skipped.
+pub(crate) fn count_labels<L: Label>(values: &[L]) -> BTreeMap<&str, u64> {
+    let mut counts = BTreeMap::new();
+    for label in values.iter().filter_map(Label::label) {
+        *counts.entry(label).or_default() += 1;
+    }
+    counts
+}
+
+/// [`count_labels`] as `(label, count)` pairs sorted by label.
+pub(crate) fn label_counts<L: Label>(values: &[L]) -> Vec<(String, u64)> {
+    count_labels(values)
+        .into_iter()
+        .map(|(label, n)| (label.to_owned(), n))
+        .collect()
+}
+
 /// One category of a column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -103,6 +120,25 @@ impl CategoryCounts {
             for label in values.iter().filter_map(Label::label) {
                 map.entry(label).or_default()[side] += 1;
             }
+        }
+        Self::from_map(
+            map.into_iter()
+                .map(|(k, v)| (Category::Label(k.to_owned()), v)),
+        )
+    }
+
+    /// The counts of labels already counted: the reference's as `(label, count)` sorted by label
+    /// (as [`label_counts`] gives them), the current sample's in any order.
+    pub(crate) fn from_label_counts(
+        reference: &[(String, u64)],
+        current: &BTreeMap<&str, u64>,
+    ) -> Result<CategoryCounts, DriftError> {
+        let mut map: BTreeMap<&str, [u64; 2]> = reference
+            .iter()
+            .map(|(label, n)| (label.as_str(), [*n, 0]))
+            .collect();
+        for (label, &n) in current {
+            map.entry(label).or_default()[1] += n;
         }
         Self::from_map(
             map.into_iter()

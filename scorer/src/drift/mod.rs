@@ -47,6 +47,7 @@ mod profile;
 pub mod reference;
 pub mod special;
 mod verdict;
+mod wasserstein;
 
 pub use categorical::{Category, CategoryCounts, ChiSquare, Label, ZTest};
 pub use divergence::{
@@ -136,11 +137,11 @@ fn radix_sort(keys: &mut Vec<u64>) {
     const BITS: u32 = 11;
     const BUCKETS: usize = 1 << BITS;
     const DIGITS: usize = 64_usize.div_ceil(BITS as usize);
-    if keys.len() < 512 {
+    if keys.len() < 512 || keys.len() > u32::MAX as usize {
         keys.sort_unstable();
         return;
     }
-    let mut counts = vec![[0usize; BUCKETS]; DIGITS];
+    let mut counts = vec![[0u32; BUCKETS]; DIGITS];
     for &k in keys.iter() {
         for (d, c) in counts.iter_mut().enumerate() {
             c[((k >> (d as u32 * BITS)) as usize) & (BUCKETS - 1)] += 1;
@@ -148,7 +149,7 @@ fn radix_sort(keys: &mut Vec<u64>) {
     }
     let mut buffer = vec![0u64; keys.len()];
     for (d, c) in counts.iter_mut().enumerate() {
-        if c.contains(&keys.len()) {
+        if c.contains(&(keys.len() as u32)) {
             continue;
         }
         let mut total = 0;
@@ -160,7 +161,7 @@ fn radix_sort(keys: &mut Vec<u64>) {
         let shift = d as u32 * BITS;
         for &k in keys.iter() {
             let digit = ((k >> shift) as usize) & (BUCKETS - 1);
-            buffer[c[digit]] = k;
+            buffer[c[digit] as usize] = k;
             c[digit] += 1;
         }
         std::mem::swap(keys, &mut buffer);

@@ -27,18 +27,22 @@
 //! judged; it counts neither way.
 //!
 //! **Cost.** The reference is prepared once per version ([`PreparedReference`]: sorted numeric
-//! columns and their standard deviation). Appending a batch copies its columns; closing a window
-//! sorts the window's values once per feature and merges them with the reference (`O(n + m)` for
-//! the normed Wasserstein distance, the test of a reference over 1,000 values), and does the same
-//! per machine.
+//! columns, their standard deviation, an index for the Wasserstein distance, label counts).
+//! Appending a batch copies its columns and predictions and records each row's machine as an
+//! index. Closing a window costs, per numeric feature, `O(n)` for the normed Wasserstein distance
+//! (the test of a reference over 1,000 values) when the reference is several times the window's
+//! size, and one sort of the window plus a merge otherwise; the prediction of a classifier is
+//! counted per class. Per machine the same is done on the machine's rows. A window of 100,000
+//! values or more (a check of stored history, say) has its columns judged on every core.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use refit_registry::drift::{ColumnDrift, MachineDrift, NewDriftReport, ReportSource};
 
-use super::reference::{PreparedReference, ReferenceColumn, prediction_column};
-use super::verdict::{ColumnKind, ValidDriftParams};
+use super::DriftError;
+use super::reference::{PreparedReference, ReferenceColumn};
+use super::verdict::{ColumnKind, ColumnVerdict, ValidDriftParams};
 use crate::frame::{FeatureColumn, FeatureFrame};
 use crate::model::Predictions;
 
@@ -94,6 +98,50 @@ pub struct MonitorKey {
     pub version: i64,
 }
 
+/// The machine of every row of a window: each row's index into the window's distinct machine
+/// ids (a row costs one hash lookup, and no copy of its id once the machine is known).
+#[derive(Debug, Default, Clone)]
+pub struct MachineRows {
+    names: Vec<String>,
+    index: HashMap<String, u32, foldhash::fast::FixedState>,
+    rows: Vec<u32>,
+}
+
+impl MachineRows {
+    /// The machines of rows given in order.
+    pub fn from_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> MachineRows {
+        let mut machines = MachineRows::default();
+        for id in ids {
+            machines.push(id);
+        }
+        machines
+    }
+
+    /// Adds a row of machine `id`.
+    pub fn push(&mut self, id: &str) {
+        let m = match self.index.get(id) {
+            Some(&m) => m,
+            None => {
+                let m = self.names.len() as u32;
+                self.names.push(id.to_string());
+                self.index.insert(id.to_string(), m);
+                m
+            }
+        };
+        self.rows.push(m);
+    }
+
+    /// Rows added.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
 /// The window accumulator and judge of one (dataset, model, version).
 #[derive(Debug)]
 pub struct DriftMonitor {
@@ -107,8 +155,9 @@ pub struct DriftMonitor {
 #[derive(Debug, Default)]
 struct OpenWindow {
     features: Vec<FeatureColumn>,
-    prediction: Option<FeatureColumn>,
-    machine_ids: Vec<String>,
+    /// The model's raw predictions (class indices for a classifier).
+    predictions: Vec<f64>,
+    machines: MachineRows,
     ts: Vec<i64>,
     /// The event-time span the window is in (time windows).
     span: Option<i64>,
@@ -167,8 +216,61 @@ pub fn judge_column(
     current: &FeatureColumn,
     params: &ValidDriftParams,
 ) -> ColumnDrift {
+    report_verdict(reference, reference.verdict(current, params))
+}
+
+/// Windows of at least this many values (all columns together) are judged on every core.
+const PARALLEL_VALUES: usize = 100_000;
+
+/// [`judge_column`] for every column, in order; a large window's columns are shared out between
+/// the machine's cores (a check over stored history, say), a small one's are judged here.
+fn judge_columns(
+    reference: &[ReferenceColumn],
+    current: &[FeatureColumn],
+    params: &ValidDriftParams,
+) -> Vec<ColumnDrift> {
+    let values: usize = current.iter().map(FeatureColumn::len).sum();
+    let threads = if values >= PARALLEL_VALUES {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(reference.len())
+    } else {
+        1
+    };
+    if threads <= 1 {
+        return reference
+            .iter()
+            .zip(current)
+            .map(|(r, c)| judge_column(r, c, params))
+            .collect();
+    }
+    let mut judged: Vec<(usize, ColumnDrift)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|first| {
+                scope.spawn(move || {
+                    (first..reference.len().min(current.len()))
+                        .step_by(threads)
+                        .map(|i| (i, judge_column(&reference[i], &current[i], params)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a drift worker panicked"))
+            .collect()
+    });
+    judged.sort_by_key(|(i, _)| *i);
+    judged.into_iter().map(|(_, v)| v).collect()
+}
+
+/// A column's verdict (or why it has none) as a report line.
+fn report_verdict(
+    reference: &ReferenceColumn,
+    verdict: Result<ColumnVerdict, DriftError>,
+) -> ColumnDrift {
     let kind = kind_name(reference.kind()).to_string();
-    match reference.verdict(current, params) {
+    match verdict {
         Ok(v) => ColumnDrift {
             feature: reference.name().to_string(),
             kind,
@@ -192,7 +294,8 @@ pub fn judge_column(
 
 /// Judges a whole window (or a snapshot, or a time range of the history) against a reference:
 /// features, prediction, dataset verdict and machines. `features` are in the reference's order;
-/// `prediction` is the prediction column (see [`prediction_column`]), if the model scored them.
+/// `predictions` are the model's raw predictions (numbers, or class indices for a classifier),
+/// if the model scored them.
 #[allow(clippy::too_many_arguments)]
 pub fn judge_window(
     key: &MonitorKey,
@@ -200,19 +303,17 @@ pub fn judge_window(
     reference: &PreparedReference,
     settings: &MonitorSettings,
     features: &[FeatureColumn],
-    prediction: Option<&FeatureColumn>,
-    machine_ids: &[String],
+    predictions: Option<&[f64]>,
+    machines: &MachineRows,
     ts: &[i64],
 ) -> NewDriftReport {
     let params = &settings.params;
-    let verdicts: Vec<ColumnDrift> = reference
-        .features
-        .iter()
-        .zip(features)
-        .map(|(r, c)| judge_column(r, c, params))
-        .collect();
-    let prediction = match (&reference.prediction, prediction) {
-        (Some(r), Some(c)) => Some(judge_column(r, c, params)),
+    let verdicts = judge_columns(&reference.features, features, params);
+    let prediction = match (&reference.prediction, predictions) {
+        (Some(r), Some(p)) => Some(report_verdict(
+            r,
+            r.prediction_verdict(&reference.classes, p, params),
+        )),
         _ => None,
     };
     let judged = verdicts.iter().filter(|v| v.test.is_some()).count();
@@ -238,7 +339,7 @@ pub fn judge_window(
         dataset_drift: judged > 0 && share >= drift_share,
         features: verdicts,
         prediction,
-        machines: judge_machines(reference, settings, features, machine_ids),
+        machines: judge_machines(reference, settings, features, machines),
     }
 }
 
@@ -246,12 +347,13 @@ fn judge_machines(
     reference: &PreparedReference,
     settings: &MonitorSettings,
     features: &[FeatureColumn],
-    machine_ids: &[String],
+    machines: &MachineRows,
 ) -> Vec<MachineDrift> {
-    let mut rows_of: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, m) in machine_ids.iter().enumerate() {
-        rows_of.entry(m.as_str()).or_default().push(i);
+    let mut rows_of: Vec<Vec<usize>> = vec![Vec::new(); machines.names.len()];
+    for (row, &m) in machines.rows.iter().enumerate() {
+        rows_of[m as usize].push(row);
     }
+    let rows_of = machines.names.iter().map(String::as_str).zip(rows_of);
     let min_rows = settings.min_machine_rows.max(1);
     let mut machines: Vec<MachineDrift> = rows_of
         .into_iter()
@@ -335,8 +437,8 @@ impl DriftMonitor {
     fn reset(&mut self) {
         self.open = OpenWindow {
             features: self.reference.features.iter().map(empty_like).collect(),
-            prediction: self.reference.prediction.as_ref().map(empty_like),
-            machine_ids: Vec::new(),
+            predictions: Vec::new(),
+            machines: MachineRows::default(),
             ts: Vec::new(),
             span: None,
         };
@@ -376,10 +478,6 @@ impl DriftMonitor {
                 )));
             }
         }
-        let prediction =
-            self.reference.prediction.as_ref().map(|_| {
-                prediction_column(self.reference.task, &self.reference.classes, predictions)
-            });
         let mut reports = Vec::new();
         let mut start = 0;
         while start < n {
@@ -406,12 +504,12 @@ impl DriftMonitor {
             for (into, from) in self.open.features.iter_mut().zip(&frame.columns) {
                 extend(into, from, start..end);
             }
-            if let (Some(into), Some(from)) = (self.open.prediction.as_mut(), prediction.as_ref()) {
-                extend(into, from, start..end);
-            }
             self.open
-                .machine_ids
-                .extend_from_slice(&machine_ids[start..end]);
+                .predictions
+                .extend_from_slice(&predictions.values[start..end]);
+            for id in &machine_ids[start..end] {
+                self.open.machines.push(id);
+            }
             self.open.ts.extend_from_slice(&ts[start..end]);
             if let Window::Rows(size) = self.settings.window
                 && self.open.len() >= size.max(1)
@@ -435,8 +533,11 @@ impl DriftMonitor {
             &self.reference,
             &self.settings,
             &self.open.features,
-            self.open.prediction.as_ref(),
-            &self.open.machine_ids,
+            self.reference
+                .prediction
+                .is_some()
+                .then_some(self.open.predictions.as_slice()),
+            &self.open.machines,
             &self.open.ts,
         );
         self.reset();
@@ -591,6 +692,42 @@ mod tests {
         assert_eq!(monitor.pending_rows(), 50);
         assert_eq!(monitor.flush().unwrap().rows, 50);
         assert!(monitor.flush().is_none());
+    }
+
+    #[test]
+    fn large_windows_are_judged_on_several_threads_with_the_same_verdicts() {
+        let (_, prepared) = reference();
+        // Enough values for the parallel path: 2 columns of 60,000 rows.
+        let (frame, predictions, machines, ts) = batch(0, 60_000, 7.5);
+        assert!(frame.rows * frame.columns.len() >= PARALLEL_VALUES);
+        let report = judge_window(
+            &key(),
+            ReportSource::Check,
+            &prepared,
+            &MonitorSettings::default(),
+            &frame.columns,
+            Some(&predictions.values),
+            &MachineRows::from_ids(machines.iter().map(String::as_str)),
+            &ts,
+        );
+        let one_by_one: Vec<ColumnDrift> = prepared
+            .features
+            .iter()
+            .zip(&frame.columns)
+            .map(|(r, c)| judge_column(r, c, &ValidDriftParams::default()))
+            .collect();
+        assert_eq!(report.features, one_by_one);
+        assert_eq!(
+            report
+                .features
+                .iter()
+                .map(|f| f.feature.as_str())
+                .collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        assert!(report.features[0].drifted);
+        assert_eq!(report.machines.len(), 4);
+        assert_eq!(report.machines[0].rows, 15_000);
     }
 
     #[test]

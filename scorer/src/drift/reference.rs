@@ -14,17 +14,24 @@
 //! the bound on the error); Evidently's choice of test sees the profile's size.
 //!
 //! [`PreparedReference`] is the profile made ready for many windows: numeric columns sorted and
-//! cleaned once, with their standard deviation, so that a window costs one sort of its own values
-//! and one merge per feature.
+//! cleaned once, with their standard deviation and an index for the Wasserstein distance, so that
+//! a window of `n` values costs `O(n)` per feature (see [`GapIndex`]) when the normed Wasserstein
+//! distance is the test, and otherwise one sort of its own values and one merge.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use refit_registry::Store;
 use serde::{Deserialize, Serialize};
 
-use super::numeric::population_std_of;
-use super::verdict::{ColumnKind, ColumnVerdict, ValidDriftParams, numeric_drift_sorted};
-use super::{DriftError, ProfileSampler, categorical_column_drift, sorted_finite};
+use super::categorical::{CategoryCounts, count_labels, label_counts};
+use super::numeric::{population_std_of, unique_sorted};
+use super::verdict::categorical_counts_drift;
+use super::verdict::{
+    ColumnKind, ColumnVerdict, ValidDriftParams, numeric_drift_sorted, wasserstein_verdict,
+};
+use super::wasserstein::GapIndex;
+use super::{DriftError, ProfileSampler, sorted_finite};
 use crate::frame::{FeatureColumn, FeatureFrame};
 use crate::model::{ModelInfo, Predictions, Task};
 use crate::serving::{ServeError, read_version_file};
@@ -225,10 +232,16 @@ pub struct ReferenceColumn {
 
 #[derive(Debug, Clone)]
 enum Prepared {
-    /// Finite values, sorted, with their `numpy.std`.
-    Numeric { sorted: Vec<f64>, std: f64 },
-    /// Labels as kept (the counts are rebuilt per window with the window's categories).
-    Categorical { labels: Vec<Option<String>> },
+    /// Finite values, sorted, with their `numpy.std`, their number of distinct values and, for
+    /// a non-empty reference, its index for Wasserstein distances in time linear in a window.
+    Numeric {
+        sorted: Vec<f64>,
+        std: f64,
+        unique: usize,
+        index: Option<GapIndex>,
+    },
+    /// Each label's count, sorted by label.
+    Categorical { counts: Vec<(String, u64)> },
 }
 
 impl ReferenceColumn {
@@ -237,14 +250,21 @@ impl ReferenceColumn {
         let data = match column.to_feature_column() {
             FeatureColumn::Numeric(values) => {
                 let sorted = sorted_finite(&values);
-                let std = if sorted.is_empty() {
-                    0.0
+                let (std, index) = if sorted.is_empty() {
+                    (0.0, None)
                 } else {
-                    population_std_of(&sorted)
+                    (population_std_of(&sorted), Some(GapIndex::new(&sorted)))
                 };
-                Prepared::Numeric { sorted, std }
+                Prepared::Numeric {
+                    unique: unique_sorted(&sorted),
+                    sorted,
+                    std,
+                    index,
+                }
             }
-            FeatureColumn::Categorical(labels) => Prepared::Categorical { labels },
+            FeatureColumn::Categorical(labels) => Prepared::Categorical {
+                counts: label_counts(&labels),
+            },
         };
         ReferenceColumn {
             name: column.name().to_string(),
@@ -273,20 +293,76 @@ impl ReferenceColumn {
         params: &ValidDriftParams,
     ) -> Result<ColumnVerdict, DriftError> {
         match (&self.data, current) {
-            (Prepared::Numeric { sorted, std }, FeatureColumn::Numeric(values)) => {
-                if sorted.is_empty() {
-                    return Err(DriftError::EmptyReference);
-                }
-                let c = sorted_finite(values);
-                if c.is_empty() {
-                    return Err(DriftError::EmptyCurrent);
-                }
-                numeric_drift_sorted(sorted, Some(*std), &c, params)
+            (Prepared::Numeric { .. }, FeatureColumn::Numeric(values)) => {
+                self.numeric_verdict(values, params)
             }
-            (Prepared::Categorical { labels }, FeatureColumn::Categorical(values)) => {
-                categorical_column_drift(labels, values, params)
+            (Prepared::Categorical { counts }, FeatureColumn::Categorical(values)) => {
+                let counts = CategoryCounts::from_label_counts(counts, &count_labels(values))?;
+                categorical_counts_drift(counts, params)
             }
             _ => Err(DriftError::KindMismatch),
+        }
+    }
+
+    fn numeric_verdict(
+        &self,
+        values: &[f64],
+        params: &ValidDriftParams,
+    ) -> Result<ColumnVerdict, DriftError> {
+        let Prepared::Numeric {
+            sorted,
+            std,
+            unique,
+            index,
+        } = &self.data
+        else {
+            return Err(DriftError::KindMismatch);
+        };
+        let Some(index) = index else {
+            return Err(DriftError::EmptyReference);
+        };
+        if let Some(v) = wasserstein_verdict(sorted, Some((index, *std)), *unique, values, params) {
+            return v;
+        }
+        let c = sorted_finite(values);
+        if c.is_empty() {
+            return Err(DriftError::EmptyCurrent);
+        }
+        numeric_drift_sorted(sorted, Some(*std), &c, params)
+    }
+
+    /// The verdict on a model's raw predictions against this prediction column: numbers for a
+    /// regression, class indices into `classes` for a classifier (an index outside them is
+    /// missing) — what [`prediction_column`] would make of them, without making it.
+    pub fn prediction_verdict(
+        &self,
+        classes: &[String],
+        predictions: &[f64],
+        params: &ValidDriftParams,
+    ) -> Result<ColumnVerdict, DriftError> {
+        match &self.data {
+            Prepared::Numeric { .. } => self.numeric_verdict(predictions, params),
+            Prepared::Categorical { counts } => {
+                let mut per_class = vec![0u64; classes.len()];
+                for &v in predictions {
+                    if v >= 0.0 && v.fract() == 0.0 && (v as usize) < classes.len() {
+                        per_class[v as usize] += 1;
+                    }
+                }
+                let current = classes
+                    .iter()
+                    .zip(per_class)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(label, n)| (label.as_str(), n))
+                    .fold(BTreeMap::new(), |mut map, (label, n)| {
+                        *map.entry(label).or_default() += n;
+                        map
+                    });
+                categorical_counts_drift(
+                    CategoryCounts::from_label_counts(counts, &current)?,
+                    params,
+                )
+            }
         }
     }
 
@@ -294,7 +370,7 @@ impl ReferenceColumn {
     pub fn len(&self) -> usize {
         match &self.data {
             Prepared::Numeric { sorted, .. } => sorted.len(),
-            Prepared::Categorical { labels } => labels.iter().flatten().count(),
+            Prepared::Categorical { counts } => counts.iter().map(|(_, n)| *n as usize).sum(),
         }
     }
 
@@ -434,6 +510,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn prediction_verdicts_equal_the_prediction_columns_drift() {
+        let holdout = Predictions {
+            values: (0..2000).map(|i| f64::from(i % 3 == 0)).collect(),
+            probabilities: None,
+        };
+        let p = ReferenceProfile::build(
+            &info(),
+            &frame(3000),
+            Some(&holdout),
+            ProfileSampler::with_seed(3),
+        );
+        let prepared = PreparedReference::new(&p);
+        let reference = p.prediction.as_ref().unwrap().to_feature_column();
+        let params = ValidDriftParams::default();
+        // Balanced, then all "yes", then with indices outside the classes (missing).
+        for window in [
+            (0..500).map(|i| f64::from(i % 2)).collect::<Vec<_>>(),
+            vec![1.0; 300],
+            vec![0.0, 1.0, 7.0, -1.0, 0.5, 1.0],
+        ] {
+            let labels = prediction_column(
+                Task::Binary,
+                &p.classes,
+                &Predictions {
+                    values: window.clone(),
+                    probabilities: None,
+                },
+            );
+            let got = prepared
+                .prediction
+                .as_ref()
+                .unwrap()
+                .prediction_verdict(&p.classes, &window, &params);
+            assert_eq!(got, column_drift(&reference, &labels, &params));
+        }
+        // A window whose every prediction is missing.
+        assert_eq!(
+            prepared
+                .prediction
+                .as_ref()
+                .unwrap()
+                .prediction_verdict(&p.classes, &[9.0], &params),
+            Err(DriftError::EmptyCurrent)
+        );
     }
 
     #[test]

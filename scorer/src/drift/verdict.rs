@@ -22,14 +22,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::DriftError;
 use super::categorical::{CategoryCounts, Label};
 use super::divergence::{LogBase, jensenshannon};
 use super::ks::{KsMode, ks_sorted};
 use super::numeric::{
-    evidently_binned_shares, sorted_pair, unique_sorted_pair_upto, wasserstein_normed_sorted,
-    wasserstein_normed_with_std,
+    MIN_NORM_STD, evidently_binned_shares, population_std_of, unique_sorted,
+    unique_sorted_pair_upto, wasserstein_normed_sorted, wasserstein_normed_with_std,
 };
+use super::wasserstein::GapIndex;
+use super::{DriftError, sorted_finite};
 use crate::frame::FeatureColumn;
 
 /// Whether a column holds numbers or categories.
@@ -219,7 +220,7 @@ impl ValidDriftParams {
         }
     }
 
-    fn verdict(&self, test: DriftTest, value: f64) -> ColumnVerdict {
+    pub(crate) fn verdict(&self, test: DriftTest, value: f64) -> ColumnVerdict {
         let threshold = self.threshold(test);
         ColumnVerdict {
             test,
@@ -258,8 +259,55 @@ pub fn numeric_column_drift(
     current: &[f64],
     params: &ValidDriftParams,
 ) -> Result<ColumnVerdict, DriftError> {
-    let (r, c) = sorted_pair(reference, current)?;
+    let r = sorted_finite(reference);
+    if r.is_empty() {
+        return Err(DriftError::EmptyReference);
+    }
+    if let Some(verdict) = wasserstein_verdict(&r, None, unique_sorted(&r), current, params) {
+        return verdict;
+    }
+    let c = sorted_finite(current);
+    if c.is_empty() {
+        return Err(DriftError::EmptyCurrent);
+    }
     numeric_drift_sorted(&r, None, &c, params)
+}
+
+/// How many times larger than the current sample a reference must be for [`GapIndex`].
+const INDEX_MIN_RATIO: usize = 4;
+
+/// The verdict when the reference alone settles Evidently's choice on the normed Wasserstein
+/// distance (a large reference with more than a few distinct values: the combined sample has at
+/// least as many), computed without sorting `current`; `None` when another test may apply.
+/// `prepared` is the reference's [`GapIndex`] and `numpy.std`, if they were made once for many
+/// windows.
+pub(crate) fn wasserstein_verdict(
+    r: &[f64],
+    prepared: Option<(&GapIndex, f64)>,
+    reference_unique: usize,
+    current: &[f64],
+    params: &ValidDriftParams,
+) -> Option<Result<ColumnVerdict, DriftError>> {
+    // The index pays off when the reference is several times larger than the current sample;
+    // otherwise sorting the current sample and merging is cheaper (both are exact).
+    if params.select_test(ColumnKind::Numeric, r.len(), reference_unique)
+        != DriftTest::WassersteinNormed
+        || current.len().saturating_mul(INDEX_MIN_RATIO) > r.len()
+    {
+        return None;
+    }
+    let built;
+    let (index, std) = match prepared {
+        Some(p) => p,
+        None => {
+            built = GapIndex::new(r);
+            (&built, population_std_of(r))
+        }
+    };
+    Some(match index.distance(current) {
+        Some(d) => Ok(params.verdict(DriftTest::WassersteinNormed, d / std.max(MIN_NORM_STD))),
+        None => Err(DriftError::EmptyCurrent),
+    })
 }
 
 /// [`numeric_column_drift`] over samples already cleaned and sorted (both non-empty), with the
@@ -300,7 +348,14 @@ pub fn categorical_column_drift<L: Label>(
     current: &[L],
     params: &ValidDriftParams,
 ) -> Result<ColumnVerdict, DriftError> {
-    let counts = CategoryCounts::from_labels(reference, current)?;
+    categorical_counts_drift(CategoryCounts::from_labels(reference, current)?, params)
+}
+
+/// [`categorical_column_drift`] of samples already counted.
+pub(crate) fn categorical_counts_drift(
+    counts: CategoryCounts,
+    params: &ValidDriftParams,
+) -> Result<ColumnVerdict, DriftError> {
     let reference_len = counts.reference_total() as usize;
     let (test, value) =
         match params.select_test(ColumnKind::Categorical, reference_len, counts.len()) {

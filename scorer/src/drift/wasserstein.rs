@@ -1,0 +1,395 @@
+//! The Wasserstein distance to a fixed reference in time linear in the *current* sample.
+//!
+//! A drift monitor compares many small windows (say 1,000 values) with one large reference
+//! (up to 10,000 values per feature). Sorting each window and merging it with the reference costs
+//! `O(n log n + m)` per window and walks the whole reference every time; here the reference is
+//! prepared once and a window costs `O(n)` expected:
+//!
+//! * **Prefix integrals.** With the reference sorted, `r_0 ≤ … ≤ r_{m−1}`, its CDF is the step
+//!   function `F(x) = #{r_i ≤ x} / m`, and `Q_i = ∫_{r_0}^{r_i} F` is kept for every `i` (as an
+//!   unevaluated sum of two doubles, so that differences of nearby `Q`s keep full precision).
+//!   Between two consecutive window values `a < b` the window's CDF is a constant `k / n`, and
+//!   `∫_a^b |k/n − F|` is `O(1)`: `F` reaches `k / n` at `r_j`, `j = ⌈k·m / n⌉ − 1`, and the
+//!   integral splits there into two differences of prefix integrals.
+//! * **A grid.** The window's values are located in the reference (their gap `#{r_i ≤ x}`)
+//!   through a uniform grid over the reference's range: each cell knows the first reference index
+//!   in it, so a lookup compares `x` with the cell's few values only. The cell also orders the
+//!   window: a counting sort by region of cells, then a tiny sort per region.
+//!
+//! The terms are the areas SciPy's `_cdf_distance(1, u, v)` sums, grouped by window value
+//! instead of by every point of both samples. Where both values lie in one gap the term is the
+//! same product SciPy forms (with `|k/n − g/m|` from integers, exactly 0 where the CDFs agree);
+//! elsewhere each term is accurate to a few ulps of itself, so the sum agrees with SciPy to
+//! rounding: far inside the 1e-9 relative agreement the drift tests require, and within about
+//! `1e-15` of the samples' range for a distance that is zero.
+
+use std::cell::RefCell;
+
+/// Cells of the grid per reference value.
+const CELLS_PER_VALUE: usize = 2;
+/// Cells with more reference values than this are searched by bisection, not scanned.
+const SCAN_MAX: usize = 8;
+
+/// `x − y` for two `(high, low)` sums: the highs first, whose difference is exact or nearly so
+/// when they are close.
+fn difference(x: (f64, f64), y: (f64, f64)) -> f64 {
+    (x.0 - y.0) + (x.1 - y.1)
+}
+
+/// `⌈k·m / n⌉ − 1` for `1 ≤ k ≤ n` and `m ≥ 1`: the first reference index at which `F` reaches
+/// the level `k / n`. Estimated in floating point and corrected in integers (an integer division
+/// would cost more than the rest of a step); both counts are below 2^31 here, so the products
+/// are exact and the estimate is off by at most one or two.
+fn crossing(k: usize, m: usize, n: usize, inv_n: f64) -> usize {
+    let (k, m, n) = (k as i64, m as i64, n as i64);
+    let target = k * m;
+    // Truncation, not `ceil`: without SSE4.1 `ceil` is a library call.
+    let mut ceiling = (target as f64 * inv_n) as i64;
+    while ceiling * n < target {
+        ceiling += 1;
+    }
+    while ceiling > 0 && (ceiling - 1) * n >= target {
+        ceiling -= 1;
+    }
+    ceiling as usize - 1
+}
+
+/// A sorted, finite, non-empty reference prepared for [`GapIndex::distance`].
+#[derive(Debug, Clone)]
+pub(crate) struct GapIndex {
+    /// The reference's values with their prefix integrals, side by side so that a lookup and
+    /// the integral it needs share cache lines.
+    points: Vec<Point>,
+    /// `r_0` and the grid's cells per unit (`0` when the grid has one cell).
+    low: f64,
+    scale: f64,
+    /// `cells[k]` = reference values whose cell is below `k`; `cells.len()` = cells + 1.
+    cells: Vec<u32>,
+}
+
+/// A reference value `r_i` and `Q_i = ∫_{r_0}^{r_i} F(x) dx`, as `high + low`.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    value: f64,
+    high: f64,
+    low: f64,
+}
+
+/// The buffers of one call, reused by the thread.
+#[derive(Default)]
+struct Scratch {
+    /// The finite current values with their cells, as given.
+    unordered: Vec<(f64, u32)>,
+    /// Regions' starts, then ends, in `ordered`.
+    regions: Vec<u32>,
+    /// The same values in ascending order, with their cells, then their gaps.
+    ordered: Vec<(f64, u32)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+impl GapIndex {
+    /// Prepares `sorted` (finite, ascending, non-empty).
+    pub(crate) fn new(sorted: &[f64]) -> GapIndex {
+        let m = sorted.len();
+        debug_assert!(m > 0 && sorted.windows(2).all(|w| w[0] <= w[1]));
+        // Neumaier's compensated sum, kept as (sum, compensation) normalised to (high, low).
+        let mut points = Vec::with_capacity(m);
+        let (mut sum, mut compensation) = (0.0f64, 0.0f64);
+        for (i, &value) in sorted.iter().enumerate() {
+            if i > 0 {
+                let term = (i as f64 / m as f64) * (value - sorted[i - 1]);
+                let t = sum + term;
+                compensation += if sum.abs() >= term.abs() {
+                    (sum - t) + term
+                } else {
+                    (term - t) + sum
+                };
+                sum = t;
+            }
+            let high = sum + compensation;
+            points.push(Point {
+                value,
+                high,
+                low: (sum - high) + compensation,
+            });
+        }
+        let (low, high) = (sorted[0], sorted[m - 1]);
+        let wanted = (m * CELLS_PER_VALUE).max(1);
+        let scale = wanted as f64 / (high - low);
+        let (cell_count, scale) = if scale.is_finite() && scale > 0.0 {
+            (wanted, scale)
+        } else {
+            (1, 0.0)
+        };
+        let mut index = GapIndex {
+            points,
+            low,
+            scale,
+            cells: vec![0; cell_count + 1],
+        };
+        for &r in sorted {
+            let k = index.cell(r);
+            index.cells[k + 1] += 1;
+        }
+        for k in 1..index.cells.len() {
+            index.cells[k] += index.cells[k - 1];
+        }
+        index
+    }
+
+    fn cell(&self, x: f64) -> usize {
+        (((x - self.low) * self.scale) as usize).min(self.cells.len() - 2)
+    }
+
+    /// `#{r_i ≤ x}` for a finite `x` in cell `k`.
+    fn gap(&self, k: usize, x: f64) -> usize {
+        let p = &self.points;
+        if x < p[0].value {
+            return 0;
+        }
+        if x >= p[p.len() - 1].value {
+            return p.len();
+        }
+        // The cell function is monotone, so values in lower cells are < x and values in higher
+        // cells are > x: only the cell's own values need comparing.
+        let (start, end) = (self.cells[k] as usize, self.cells[k + 1] as usize);
+        let within = &p[start..end];
+        start
+            + if within.len() <= SCAN_MAX {
+                within.iter().filter(|r| r.value <= x).count()
+            } else {
+                within.partition_point(|r| r.value <= x)
+            }
+    }
+
+    /// `∫_{−∞}^{x} F` for `x` in gap `g` (`g = #{r_i ≤ x}`), as `(high, low)`.
+    fn integral_to(&self, g: usize, x: f64, inv_m: f64) -> (f64, f64) {
+        if g == 0 {
+            (0.0, 0.0)
+        } else {
+            let p = self.points[g - 1];
+            (p.high, p.low + g as f64 * inv_m * (x - p.value))
+        }
+    }
+
+    /// `scipy.stats.wasserstein_distance(reference, current)` for the reference this index was
+    /// made from; non-finite current values are skipped. `None` when none is left.
+    pub(crate) fn distance(&self, current: &[f64]) -> Option<f64> {
+        SCRATCH.with(|scratch| {
+            let s = &mut *scratch.borrow_mut();
+            self.order(current, s);
+            if s.ordered.is_empty() {
+                return None;
+            }
+            // All lookups first: independent of each other, their cache misses overlap.
+            for (x, k) in s.ordered.iter_mut() {
+                *k = self.gap(*k as usize, *x) as u32;
+            }
+            Some(self.walk(&s.ordered))
+        })
+    }
+
+    /// The finite values of `current` into `s.ordered`, ascending, each with its cell: a
+    /// counting sort by region of cells (the cells follow the reference's range, so regions hold
+    /// a few values each), then each region sorted on its own.
+    fn order(&self, current: &[f64], s: &mut Scratch) {
+        s.unordered.clear();
+        s.unordered.extend(
+            current
+                .iter()
+                .filter(|x| x.is_finite())
+                .map(|&x| (x, self.cell(x) as u32)),
+        );
+        let n = s.unordered.len();
+        let cell_count = self.cells.len() - 1;
+        let cell_bits = usize::BITS - cell_count.leading_zeros();
+        let region_bits = (usize::BITS - n.leading_zeros()).clamp(4, 20);
+        let shift = cell_bits.saturating_sub(region_bits);
+        s.regions.clear();
+        s.regions.resize((cell_count >> shift) + 2, 0);
+        for &(_, k) in &s.unordered {
+            s.regions[(k >> shift) as usize + 1] += 1;
+        }
+        for b in 1..s.regions.len() {
+            s.regions[b] += s.regions[b - 1];
+        }
+        s.ordered.resize(n, (0.0, 0));
+        for &(x, k) in &s.unordered {
+            let at = &mut s.regions[(k >> shift) as usize];
+            s.ordered[*at as usize] = (x, k);
+            *at += 1;
+        }
+        // `regions[b]` is now the end of region b (and the start of b + 1). Regions rarely hold
+        // more than a few values: one insertion pass over the whole array orders them, as no
+        // value moves out of its region. The few crowded regions are sorted first.
+        let mut start = 0;
+        for &end in &s.regions {
+            if end as usize - start > 16 {
+                s.ordered[start..end as usize].sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            }
+            start = end as usize;
+        }
+        let ordered = &mut s.ordered;
+        for i in 1..ordered.len() {
+            if ordered[i - 1].0 > ordered[i].0 {
+                let item = ordered[i];
+                let mut j = i;
+                while j > 0 && ordered[j - 1].0 > item.0 {
+                    ordered[j] = ordered[j - 1];
+                    j -= 1;
+                }
+                ordered[j] = item;
+            }
+        }
+    }
+
+    /// The distance from the ascending values `c` (with their gaps) to the reference: the area
+    /// between the two CDFs, piece by piece between consecutive values of `c`.
+    fn walk(&self, c: &[(f64, u32)]) -> f64 {
+        let p = &self.points;
+        let (m, n) = (p.len(), c.len());
+        let (inv_m, inv_n) = (1.0 / m as f64, 1.0 / n as f64);
+        let inv_nm = 1.0 / (n as f64 * m as f64);
+        let (mut a, ga) = c[0];
+        let mut ga = ga as usize;
+        let mut integral_a = self.integral_to(ga, a, inv_m);
+        // Below the first value the window's CDF is 0.
+        let mut sum = integral_a.0 + integral_a.1;
+        for (k, &(b, gb)) in c.iter().enumerate().skip(1) {
+            let gb = gb as usize;
+            let integral_b = self.integral_to(gb, b, inv_m);
+            // The window's CDF is k / n on [a, b); F is g / m in gap g.
+            sum += if ga == gb {
+                // F is constant on [a, b]: |k/n − g/m| from integers (exactly 0 where the CDFs
+                // agree).
+                (k as i64 * m as i64 - ga as i64 * n as i64).abs() as f64 * inv_nm * (b - a)
+            } else {
+                // F reaches the level at r_j: below it the window's CDF is above F, from it on
+                // below. s is r_j clamped to [a, b].
+                let level = k as f64 * inv_n;
+                let j = crossing(k, m, n, inv_n);
+                let t = p[j].value;
+                let (s, integral_s) = if t <= a {
+                    (a, integral_a)
+                } else if t >= b {
+                    (b, integral_b)
+                } else {
+                    (t, (p[j].high, p[j].low))
+                };
+                (level * (s - a) - difference(integral_s, integral_a)).max(0.0)
+                    + (difference(integral_b, integral_s) - level * (b - s)).max(0.0)
+            };
+            (a, ga, integral_a) = (b, gb, integral_b);
+        }
+        // Above the last value the window's CDF is 1.
+        let last = p[m - 1];
+        if a < last.value {
+            sum += ((last.value - a) - difference((last.high, last.low), integral_a)).max(0.0);
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::numeric::wasserstein_sorted;
+    use crate::drift::sorted_finite;
+
+    /// Within 1e-12 relative, or 1e-15 of the samples' range for a distance of (nearly) zero.
+    fn close(a: f64, b: f64, range: f64) -> bool {
+        (a - b).abs() <= 1e-12 * a.abs().max(b.abs()) + 1e-15 * range
+    }
+
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn check(reference: &[f64], current: &[f64]) {
+        let r = sorted_finite(reference);
+        let c = sorted_finite(current);
+        let index = GapIndex::new(&r);
+        let got = index.distance(current).unwrap();
+        let want = wasserstein_sorted(&r, &c);
+        let range = r[r.len() - 1].max(c[c.len() - 1]) - r[0].min(c[0]);
+        assert!(
+            close(got, want, range),
+            "{got} != {want} (m = {}, n = {})",
+            r.len(),
+            c.len()
+        );
+    }
+
+    #[test]
+    fn matches_the_merge_on_small_cases() {
+        check(&[0.0, 1.0, 3.0], &[5.0, 6.0, 8.0]);
+        check(&[5.0, 6.0, 8.0], &[0.0, 1.0, 3.0]);
+        check(&[1.0], &[1.0]);
+        check(&[0.0], &[2.5]);
+        check(&[2.0; 10], &[2.0, 2.0, 2.0, 3.0]);
+        check(&[1.0, 2.0, 3.0], &[2.0, 2.0, f64::NAN, 1.5, 3.0, 3.0]);
+        check(
+            &[1.0, 1.0, 2.0, 2.0, 2.0, 5.0],
+            &[1.0, 2.0, 5.0, 5.0, 0.5, 7.0],
+        );
+        check(&[-1e300, 0.0, 1e300], &[-5e299, 3.0, 7e299]);
+        assert_eq!(
+            GapIndex::new(&[1.0]).distance(&[f64::NAN, f64::INFINITY]),
+            None
+        );
+    }
+
+    #[test]
+    fn matches_the_merge_on_random_samples_with_ties_shifts_and_offsets() {
+        let mut state = 7u64;
+        for case in 0..300 {
+            let m = 1 + (lcg(&mut state) * 3000.0) as usize;
+            let n = 1 + (lcg(&mut state) * [50.0, 1000.0, 20000.0][case % 3]) as usize;
+            let offset = [0.0, 1500.0, -9065.0, 1e-6][case % 4];
+            let spread = [1.0, 0.01, 100.0][case % 3];
+            let shift = lcg(&mut state) - 0.5;
+            let ties = case % 5 == 0;
+            let draw = |state: &mut u64, shift: f64| {
+                let u = lcg(state) + shift;
+                offset + spread * if ties { (u * 8.0).round() } else { u * u * u }
+            };
+            let reference: Vec<f64> = (0..m).map(|_| draw(&mut state, 0.0)).collect();
+            let current: Vec<f64> = (0..n).map(|_| draw(&mut state, shift)).collect();
+            check(&reference, &current);
+            // The reference itself, and a subset of it, as the current sample.
+            check(&reference, &reference);
+            check(&reference, &reference[..m.div_ceil(3)]);
+        }
+    }
+
+    #[test]
+    fn crossing_is_the_integer_ceiling() {
+        for (m, n) in [
+            (1, 1),
+            (3, 7),
+            (10_000, 1_000),
+            (1_000, 10_000),
+            (4_294_967_295, 3),
+        ] {
+            for k in (1..=n).step_by((n / 500).max(1)).chain([n]) {
+                let want = (k as u64 * m as u64).div_ceil(n as u64) as usize - 1;
+                assert_eq!(crossing(k, m, n, 1.0 / n as f64), want, "k {k} m {m} n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn scratch_is_clean_between_references_of_different_sizes() {
+        let big: Vec<f64> = (0..5000).map(f64::from).collect();
+        let small = [10.0, 20.0];
+        check(&big, &[3.0, 4000.5, 4999.0]);
+        check(&small, &[15.0, 25.0]);
+        check(&big, &[0.5, 1.5, 2.5]);
+    }
+}
