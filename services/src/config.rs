@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use refit_registry::db::DEFAULT_WAL_PREALLOCATION;
 use serde::Deserialize;
 
 /// Settings given on the command line or in the environment (clap fills both); absent ones fall
@@ -29,6 +30,9 @@ pub struct Overrides {
     /// Most pooled database connections.
     #[arg(long, env = "REFIT_DB_MAX_CONNECTIONS", global = true)]
     pub db_max_connections: Option<u32>,
+    /// SQLite: write-ahead log written out when the store opens (e.g. 64MiB; 0: none).
+    #[arg(long, env = "REFIT_SQLITE_WAL_PREALLOCATE", global = true, value_parser = parse_size)]
+    pub sqlite_wal_preallocate: Option<u64>,
     /// Log filter, e.g. `info` or `info,refit_registry=debug`.
     #[arg(long, env = "REFIT_LOG", global = true)]
     pub log: Option<String>,
@@ -58,6 +62,7 @@ pub struct FileConfig {
     max_body_size: Option<Size>,
     max_artifact_size: Option<Size>,
     db_max_connections: Option<u32>,
+    sqlite_wal_preallocate: Option<Size>,
     log: Option<String>,
     training_lease_secs: Option<u64>,
     retention_interval_secs: Option<u64>,
@@ -127,6 +132,9 @@ pub struct Config {
     pub max_artifact_size: u64,
     /// Most pooled database connections (default 8).
     pub db_max_connections: u32,
+    /// SQLite: bytes of write-ahead log written out when the store opens (default
+    /// [`DEFAULT_WAL_PREALLOCATION`], about 64 MiB).
+    pub sqlite_wal_preallocate: u64,
     /// Log filter (default `info`).
     pub log: String,
     /// Seconds a training lease lasts without renewal (default 60).
@@ -150,6 +158,8 @@ impl Config {
             max_body_size: DEFAULT_MAX_BODY,
             max_artifact_size: DEFAULT_MAX_ARTIFACT,
             db_max_connections: 8,
+            // Hundreds of test databases: a small log keeps the suite's disk traffic down.
+            sqlite_wal_preallocate: 1 << 20,
             log: "warn".into(),
             training_lease_secs: 60,
             retention_interval_secs: 3600,
@@ -197,6 +207,10 @@ impl Config {
                 .db_max_connections
                 .or(from_file.db_max_connections)
                 .unwrap_or(8),
+            sqlite_wal_preallocate: over
+                .sqlite_wal_preallocate
+                .or(from_file.sqlite_wal_preallocate.map(Size::bytes))
+                .unwrap_or(DEFAULT_WAL_PREALLOCATION),
             log: over
                 .log
                 .clone()

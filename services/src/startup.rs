@@ -154,6 +154,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     create_private_dir(&config.data_dir)?;
     let mut options = StoreOptions::new(&config.database_url);
     options.max_connections = config.db_max_connections;
+    options.wal_preallocation = config.sqlite_wal_preallocate;
     let store = Store::connect(&options).await.with_context(|| {
         format!(
             "opening database {}",

@@ -4,8 +4,8 @@
 
 #![allow(dead_code, unused_macros)]
 
-use refit_registry::{Actor, AuditEntry, Store, StoreOptions};
-use refit_tests::{Db, fresh_database_url};
+use refit_registry::{Actor, AuditEntry, Store};
+use refit_tests::{Db, fresh_database_url, test_store_options};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
@@ -28,7 +28,7 @@ pub struct TestStore {
 pub async fn fresh(db: Db) -> TestStore {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = fresh_database_url(db, dir.path()).await;
-    let store = Store::connect(&StoreOptions::new(url.clone()))
+    let store = Store::connect(&test_store_options(url.clone()))
         .await
         .expect("connecting");
     store.migrate().await.expect("migrating");
