@@ -409,12 +409,16 @@ impl Store {
     }
 }
 
-/// Runs a passive WAL checkpoint every 200 ms until the pool closes. Passive checkpoints copy
+/// Runs a passive WAL checkpoint every second until the pool closes. Passive checkpoints copy
 /// committed pages into the database file without blocking writers, so commits never pay for a
-/// checkpoint; the WAL file is then reused from its start, which keeps fsyncs cheap.
+/// checkpoint; the WAL file is then reused from its start. Each checkpoint also syncs the
+/// database file, on the same disk as the commits' syncs of the log: once a second rather than
+/// five times (the interval until 2026-11) took sequential one-metric commits from 2,580–3,170
+/// to 3,345–3,465 per second here, and the log is written out ahead to its working size anyway
+/// (see [`preallocate_wal`]).
 fn spawn_checkpointer(pool: AnyPool) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut tick = tokio::time::interval(Duration::from_millis(1000));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
