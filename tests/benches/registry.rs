@@ -17,6 +17,25 @@ const BATCHES: usize = 500;
 const SEARCH_RUNS: usize = 10_000;
 const SEARCHES: usize = 300;
 
+fn backends_pg_url() -> Option<String> {
+    std::env::var("REFIT_BENCH_POSTGRES_URL").ok()
+}
+
+/// `CHECKPOINT` on the benchmark's PostgreSQL, then a moment for the disk to settle.
+async fn quiesce_postgres(url: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("connecting to REFIT_BENCH_POSTGRES_URL");
+    sqlx::query("CHECKPOINT")
+        .execute(&mut conn)
+        .await
+        .expect("CHECKPOINT");
+    conn.close().await.ok();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 fn main() {
     let bin = refit_binary();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -25,14 +44,19 @@ fn main() {
         .build()
         .unwrap();
     let mut backends = vec![("SQLite", None)];
-    match std::env::var("REFIT_BENCH_POSTGRES_URL") {
-        Ok(url) => backends.push(("PostgreSQL", Some(url))),
-        Err(_) => eprintln!(
+    match backends_pg_url() {
+        Some(url) => backends.push(("PostgreSQL", Some(url))),
+        None => eprintln!(
             "REFIT_BENCH_POSTGRES_URL is not set: PostgreSQL skipped (scripts/bench sets it)"
         ),
     }
     let mut reports = Vec::new();
     for (name, pg) in backends {
+        if let Some(url) = backends_pg_url() {
+            // The private PostgreSQL has just been created: flush its dirty pages now, so that its
+            // own background writes do not land in the middle of this backend's measurement.
+            rt.block_on(quiesce_postgres(&url));
+        }
         eprintln!("== {name}");
         reports.push((name, rt.block_on(measure(&bin, pg))));
     }
