@@ -286,10 +286,16 @@ impl Store {
         let mut terms = Vec::new();
         let mut ordered_by_start = false;
         let mut ordered_by_id = false;
+        // Metrics already joined for the order, by key: a filter on the same metric reads the
+        // joined row instead of probing `latest_metrics` a second time for every candidate.
+        let mut joined_metrics: HashMap<&str, String> = HashMap::new();
         for (i, o) in order.iter().enumerate() {
             let alias = format!("o{i}");
             match o.entity {
                 Entity::Metric => {
+                    joined_metrics
+                        .entry(o.key.as_str())
+                        .or_insert_with(|| alias.clone());
                     sql.push(&format!(" LEFT JOIN latest_metrics {alias} ON {alias}.run_id = r.id AND {alias}.key = "))
                         .bind(o.key.as_str());
                     // Present values first, then NaN, then runs without the metric (MLflow's order).
@@ -331,15 +337,26 @@ impl Store {
         for c in &comparisons {
             sql.push(" AND ");
             match c.entity {
-                Entity::Metric => {
-                    sql.push(
-                        "EXISTS (SELECT 1 FROM latest_metrics kv WHERE kv.run_id = r.id AND kv.key = ",
-                    )
-                    .bind(c.key.as_str())
-                    .push(" AND kv.is_nan = 0 AND ");
-                    push_comparison(&mut sql, "kv.value", c.op, &c.value)?;
-                    sql.push(")");
-                }
+                Entity::Metric => match joined_metrics.get(c.key.as_str()) {
+                    // (run_id, key) is the key of `latest_metrics`: the joined row is the only
+                    // one EXISTS could find.
+                    Some(alias) => {
+                        sql.push(&format!(
+                            "({alias}.run_id IS NOT NULL AND {alias}.is_nan = 0 AND "
+                        ));
+                        push_comparison(&mut sql, &format!("{alias}.value"), c.op, &c.value)?;
+                        sql.push(")");
+                    }
+                    None => {
+                        sql.push(
+                            "EXISTS (SELECT 1 FROM latest_metrics kv WHERE kv.run_id = r.id AND kv.key = ",
+                        )
+                        .bind(c.key.as_str())
+                        .push(" AND kv.is_nan = 0 AND ");
+                        push_comparison(&mut sql, "kv.value", c.op, &c.value)?;
+                        sql.push(")");
+                    }
+                },
                 Entity::Param => push_key_value(&mut sql, "params", "run_id", "r.id", c)?,
                 Entity::Tag => push_key_value(&mut sql, "tags", "run_id", "r.id", c)?,
                 Entity::Attribute => {

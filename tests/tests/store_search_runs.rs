@@ -719,6 +719,30 @@ async fn ordering(db: Db) {
             assert!(a.id < b.id, "tie not broken by run id: {} {}", a.i, b.i);
         }
     }
+    // A filter on the metric the order joins (read from the joined row): the model's runs,
+    // without the NaN or missing ones, in both directions.
+    type Keep = fn(&Fx) -> bool;
+    let same_metric: [(&str, Keep); 4] = [
+        ("metrics.acc > 0.12", |r| acc(r).is_some_and(|v| v > 0.12)),
+        ("metrics.acc != 0.5", |r| acc(r).is_some_and(|v| v != 0.5)),
+        ("metrics.acc <= 0.3 AND metrics.acc >= 0.1", |r| {
+            acc(r).is_some_and(|v| (0.1..=0.3).contains(&v))
+        }),
+        ("metrics.acc < 0.3 AND metrics.loss > 2", |r| {
+            acc(r).is_some_and(|v| v < 0.3) && r.loss.is_some_and(|v| !v.is_nan() && v > 2.0)
+        }),
+    ];
+    for (filter, keep) in same_metric {
+        for (order, ascending) in [("metrics.acc ASC", true), ("metrics.acc DESC", false)] {
+            let got = f.ordered(filter, &[order]).await;
+            assert!(!got.is_empty(), "{filter}");
+            f.same(
+                &format!("{filter}, {order}"),
+                got,
+                f.expect(ViewType::ActiveOnly, keep, &[(Acc, ascending)]),
+            );
+        }
+    }
     // Filters and order together.
     f.same(
         "filtered and ordered",
