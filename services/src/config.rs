@@ -297,6 +297,30 @@ mod tests {
     }
 
     #[test]
+    fn the_sqlite_log_write_out_defaults_to_its_working_size_and_can_be_set_or_turned_off() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.sqlite_wal_preallocate, DEFAULT_WAL_PREALLOCATION);
+        let file = write("wal", "sqlite_wal_preallocate = \"8MiB\"\n");
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.sqlite_wal_preallocate, 8 << 20);
+        let off = Overrides {
+            sqlite_wal_preallocate: Some(0),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), &off).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(c.sqlite_wal_preallocate, 0);
+        let bad = write("wal-bad", "sqlite_wal_preallocate = \"lots\"\n");
+        let err = format!(
+            "{:#}",
+            Config::load(Some(&bad), &Overrides::default()).unwrap_err()
+        );
+        std::fs::remove_file(&bad).unwrap();
+        assert!(err.contains("sqlite_wal_preallocate"), "{err}");
+        assert!(err.contains("lots"), "{err}");
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let file = write("unknown", "listen = \"127.0.0.1:9000\"\nlisten_port = 9\n");
         let err = format!(

@@ -483,45 +483,56 @@ async fn an_uploaded_onnx_model_scores_as_onnxruntime_does() {
         app.admin(Method::POST, "/api/v1/models/gated-onnx/versions/2/onnx")
             .json(&body)
     };
-    let response = bind(json!({"file": "nope.onnx", "dataset": "gated", "features": names}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(response, 404, "RESOURCE_DOES_NOT_EXIST", "nope.onnx").await;
-    let response = bind(json!({"dataset": "gated", "features": ["x"]}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        response,
-        400,
-        "INVALID_PARAMETER_VALUE",
-        "input 'X' has 5 columns (shape [N, 5]), but 1 features are bound",
-    )
-    .await;
-    let response = bind(json!({"file": "model.json", "dataset": "gated", "features": names}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        response,
-        400,
-        "INVALID_PARAMETER_VALUE",
-        "'model.json' is not an .onnx file",
-    )
-    .await;
-    let response = bind(json!({"file": "../x.onnx", "dataset": "gated", "features": names}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(response, 400, "INVALID_PARAMETER_VALUE", "'..' segment").await;
-    let response = app
-        .admin(Method::POST, "/api/v1/models/gated-onnx/versions/9/onnx")
-        .json(&json!({"dataset": "gated", "features": names}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(response, 404, "RESOURCE_DOES_NOT_EXIST", "version=9").await;
+    // Bad bindings, each refused with its exact reason: (version, body, status, code, message).
+    let refused = [
+        (
+            2,
+            json!({"file": "nope.onnx", "dataset": "gated", "features": names}),
+            404,
+            "RESOURCE_DOES_NOT_EXIST",
+            "nope.onnx",
+        ),
+        (
+            2,
+            json!({"dataset": "gated", "features": ["x"]}),
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "input 'X' has 5 columns (shape [N, 5]), but 1 features are bound",
+        ),
+        (
+            2,
+            json!({"file": "model.json", "dataset": "gated", "features": names}),
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "'model.json' is not an .onnx file",
+        ),
+        (
+            2,
+            json!({"file": "../x.onnx", "dataset": "gated", "features": names}),
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "'..' segment",
+        ),
+        (
+            9,
+            json!({"dataset": "gated", "features": names}),
+            404,
+            "RESOURCE_DOES_NOT_EXIST",
+            "version=9",
+        ),
+    ];
+    for (version, body, status, code, message) in refused {
+        let response = app
+            .admin(
+                Method::POST,
+                &format!("/api/v1/models/gated-onnx/versions/{version}/onnx"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, status, code, message).await;
+    }
     let bound = expect_json(
         bind(
             json!({"dataset": "gated", "features": names, "task": "binary",

@@ -349,15 +349,10 @@ impl ReferenceColumn {
                         per_class[v as usize] += 1;
                     }
                 }
-                let current = classes
-                    .iter()
-                    .zip(per_class)
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(label, n)| (label.as_str(), n))
-                    .fold(BTreeMap::new(), |mut map, (label, n)| {
-                        *map.entry(label).or_default() += n;
-                        map
-                    });
+                let mut current = BTreeMap::new();
+                for (label, n) in classes.iter().zip(per_class).filter(|(_, n)| *n > 0) {
+                    *current.entry(label.as_str()).or_default() += n;
+                }
                 categorical_counts_drift(
                     CategoryCounts::from_label_counts(counts, &current)?,
                     params,
