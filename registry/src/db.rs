@@ -350,23 +350,6 @@ impl Store {
         self.direct_read.as_ref()
     }
 
-    /// Runs with their params, latest metrics, tags and inputs: on SQLite through a direct
-    /// connection, otherwise on `conn`.
-    pub(crate) async fn runs_with_data(
-        &self,
-        conn: &mut AnyConnection,
-        stored: Vec<crate::runs::StoredRun>,
-    ) -> Result<Vec<crate::runs::Run>> {
-        match &self.direct_read {
-            Some(readers) => {
-                readers
-                    .run(move |conn| crate::runs::attach_data_direct(conn, stored))
-                    .await
-            }
-            None => crate::runs::attach_data(conn, stored).await,
-        }
-    }
-
     /// The database this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -1077,7 +1077,8 @@ impl Store {
         }
 
         let mut sql = Sql::new("SELECT ");
-        sql.push(MODEL_COLUMNS)
+        sql.planned_per_call()
+            .push(MODEL_COLUMNS)
             .push(
                 " FROM logged_models m WHERE m.lifecycle_stage = 'active' AND m.experiment_id IN ",
             )

@@ -314,58 +314,133 @@ pub(crate) async fn active_run(conn: &mut AnyConnection, run_id: &str) -> Result
     Ok(run)
 }
 
-/// Loads params, latest metrics, tags and inputs for `stored`, keeping their order.
-pub(crate) async fn attach_data(
+/// Each run's params, tags, latest metrics and dataset inputs as JSON arrays (PostgreSQL), for
+/// `SELECT ... FROM ... runs r`: correlated subqueries, which the planner runs as primary-key
+/// probes per run, where `run_id IN (...)` lists of a page's ids were planned as scans of whole
+/// tables. Non-finite metric values come out as the strings `"Infinity"` and `"-Infinity"`.
+const RUN_DATA_JSON: &str = "\
+    (SELECT json_agg(json_build_array(key, value) ORDER BY key)::text \
+        FROM params WHERE run_id = r.id) AS params_json, \
+    (SELECT json_agg(json_build_array(key, value) ORDER BY key)::text \
+        FROM tags WHERE run_id = r.id) AS tags_json, \
+    (SELECT json_agg(json_build_array(key, value, timestamp, step, is_nan) ORDER BY key)::text \
+        FROM latest_metrics WHERE run_id = r.id) AS metrics_json, \
+    (SELECT json_agg(json_build_array(d.name, d.digest, d.source_type, d.source, d.schema, d.profile, \
+            (SELECT json_agg(json_build_array(t.name, t.value) ORDER BY t.name) \
+             FROM input_tags t WHERE t.input_uuid = i.input_uuid)) \
+        ORDER BY d.name, d.digest)::text \
+        FROM inputs i JOIN input_datasets d ON d.dataset_uuid = i.source_id \
+        WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' \
+        AND i.destination_id = r.run_uuid) AS inputs_json";
+
+/// The runs `page` selects, with their data, in one statement on PostgreSQL. `page` is a query
+/// with the columns `id` (of the run) and `ord` (its place in the result).
+pub(crate) async fn load_page_postgres(
     conn: &mut AnyConnection,
-    stored: Vec<StoredRun>,
+    mut page: Sql,
 ) -> Result<Vec<Run>> {
-    let mut data = RunRows::default();
-    // SQLite allows at most 32,766 bound values per statement.
-    for chunk in stored.chunks(1000) {
-        let [params, tags, metrics, inputs] = run_data_queries(chunk);
-        for row in params.fetch_all(&mut *conn).await? {
-            data.params
-                .push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
-        }
-        for row in tags.fetch_all(&mut *conn).await? {
-            data.tags
-                .push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
-        }
-        for row in metrics.fetch_all(&mut *conn).await? {
-            data.metrics.push(metric_row(
-                row.try_get(0)?,
-                (row.try_get(1)?, row.try_get(2)?),
-                (row.try_get(3)?, row.try_get(4)?, row.try_get(5)?),
-            ));
-        }
-        let first = data.inputs.len();
-        for row in inputs.fetch_all(&mut *conn).await? {
-            data.inputs.push(InputRow {
-                run_uuid: row.try_get(0)?,
-                input_uuid: row.try_get(1)?,
-                dataset: Dataset {
-                    name: row.try_get(2)?,
-                    digest: row.try_get(3)?,
-                    source_type: row.try_get(4)?,
-                    source: row.try_get(5)?,
-                    schema: row.try_get(6)?,
-                    profile: row.try_get(7)?,
-                },
-            });
-        }
-        if let Some(sql) = input_tags_query(&data.inputs[first..]) {
-            for row in sql.fetch_all(&mut *conn).await? {
-                data.input_tags
-                    .push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
-            }
-        }
-    }
-    Ok(data.assemble(stored))
+    page.enclose(
+        &format!("SELECT {RUN_COLUMNS}, {RUN_DATA_JSON} FROM ("),
+        ") p JOIN runs r ON r.id = p.id ORDER BY p.ord",
+    );
+    page.fetch_all(conn)
+        .await?
+        .iter()
+        .map(run_with_data_from_row)
+        .collect()
 }
 
-/// [`attach_data`] on SQLite, through a direct connection in one blocking call: sqlx hands each
-/// row from its worker thread to the async task separately, which for the thousands of rows of
-/// a search page costs more than reading them.
+/// A float as PostgreSQL's JSON writes it: a number, or a string for the non-finite values.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonFloat {
+    Number(f64),
+    Text(String),
+}
+
+impl JsonFloat {
+    fn value(self) -> Result<f64> {
+        match self {
+            JsonFloat::Number(v) => Ok(v),
+            JsonFloat::Text(t) => t
+                .parse()
+                .map_err(|_| decode_error(format!("stored metric value '{t}' is not a number"))),
+        }
+    }
+}
+
+fn decode_error(what: String) -> Error {
+    Error::Database(sqlx::Error::Decode(what.into()))
+}
+
+/// A dataset input as [`RUN_DATA_JSON`] writes it: name, digest, source type, source, schema,
+/// profile, tags.
+type InputJson = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
+
+fn run_with_data_from_row(row: &AnyRow) -> Result<Run> {
+    fn list<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<Vec<T>> {
+        match row.try_get::<Option<String>, _>(column)? {
+            None => Ok(Vec::new()),
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| decode_error(format!("reading a run's {column}: {e}"))),
+        }
+    }
+    let key_values = |column| -> Result<Vec<(String, String)>> { list(row, column) };
+    let mut metrics = Vec::new();
+    for (key, value, timestamp, step, is_nan) in
+        list::<(String, JsonFloat, i64, i64, i64)>(row, "metrics_json")?
+    {
+        metrics.push(metric_row(0, (key, value.value()?), (timestamp, step, is_nan)).1);
+    }
+    let dataset_inputs = list::<InputJson>(row, "inputs_json")?
+        .into_iter()
+        .map(
+            |(name, digest, source_type, source, schema, profile, tags)| DatasetInput {
+                tags: tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(key, value)| Tag { key, value })
+                    .collect(),
+                dataset: Dataset {
+                    name,
+                    digest,
+                    source_type,
+                    source,
+                    schema,
+                    profile,
+                },
+            },
+        )
+        .collect();
+    Ok(Run {
+        info: run_from_row(row)?.info,
+        data: RunData {
+            metrics,
+            params: key_values("params_json")?
+                .into_iter()
+                .map(|(key, value)| Param { key, value })
+                .collect(),
+            tags: key_values("tags_json")?
+                .into_iter()
+                .map(|(key, value)| Tag { key, value })
+                .collect(),
+        },
+        inputs: RunInputs { dataset_inputs },
+    })
+}
+
+/// Loads params, latest metrics, tags and inputs for `stored` on SQLite, keeping their order,
+/// through a direct connection in one blocking call: sqlx hands each row from its worker thread
+/// to the async task separately, which for the thousands of rows of a search page costs more than
+/// reading them.
 pub(crate) fn attach_data_direct(
     conn: &rusqlite::Connection,
     stored: Vec<StoredRun>,
@@ -743,16 +818,39 @@ impl Store {
             Some(&run_name),
         )
         .await?;
-        let run = attach_data(&mut tx, vec![run]).await?.remove(0);
         tx.commit().await?;
-        Ok(run)
+        // A new run holds only these tags: one per key, the last given, in key order as read back.
+        let tags: BTreeMap<String, String> = tags.into_iter().map(|t| (t.key, t.value)).collect();
+        Ok(Run {
+            info: run.info,
+            data: RunData {
+                tags: tags
+                    .into_iter()
+                    .map(|(key, value)| Tag { key, value })
+                    .collect(),
+                ..RunData::default()
+            },
+            inputs: RunInputs::default(),
+        })
     }
 
     /// The run with this id, deleted or not, with its data and inputs.
     pub async fn get_run(&self, run_id: &str) -> Result<Run> {
         let mut conn = self.read.acquire().await?;
+        let Some(readers) = self.direct_readers() else {
+            let mut page = Sql::new("SELECT id, 0 AS ord FROM runs WHERE run_uuid = ");
+            page.bind(run_id);
+            return load_page_postgres(&mut conn, page)
+                .await?
+                .pop()
+                .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")));
+        };
         let run = load_run(&mut conn, run_id).await?;
-        Ok(self.runs_with_data(&mut conn, vec![run]).await?.remove(0))
+        drop(conn);
+        Ok(readers
+            .run(move |conn| attach_data_direct(conn, vec![run]))
+            .await?
+            .remove(0))
     }
 
     /// Updates status, end time or name of an active run.

@@ -14,7 +14,7 @@ use crate::models::{
     version_from_row,
 };
 use crate::page;
-use crate::runs::{RUN_COLUMNS, Run, run_from_row};
+use crate::runs::Run;
 use crate::search_filter::{self as filter, Comparison, Dialect, Entity, Op, Value};
 use crate::sql::Sql;
 
@@ -279,8 +279,9 @@ impl Store {
 
         // Two passes: first the ids of the page's runs, found and ordered through the runs index
         // and primary-key probes alone; then the page's rows. Carrying every candidate's full row
-        // through the sort would cost more than the probes.
-        let mut sql = Sql::new("SELECT r.id FROM runs r");
+        // through the sort would cost more than the probes. The SELECT list, which names the
+        // order, is put in front last.
+        let mut sql = Sql::new(" FROM runs r");
         // Order terms need joins, which must come before WHERE; placeholders are numbered in
         // text order, so the joins are written first.
         let mut terms = Vec::new();
@@ -388,54 +389,42 @@ impl Store {
         if !ordered_by_id {
             terms.push("r.run_uuid ASC".into());
         }
-        sql.push(" ORDER BY ").push(&terms.join(", "));
+        let terms = terms.join(", ");
+        let direct = self.direct_readers();
+        // PostgreSQL reads both passes in one statement: the ids, numbered in the order.
+        let select = match direct {
+            Some(_) => "SELECT r.id".to_string(),
+            None => format!("SELECT r.id, row_number() OVER (ORDER BY {terms}) AS ord"),
+        };
+        sql.enclose(&select, &format!(" ORDER BY {terms}"));
         sql.push(" LIMIT ")
             .bind(page.limit)
             .push(" OFFSET ")
             .bind(page.offset);
-
-        if let Some(readers) = self.direct_readers() {
-            // SQLite: the whole page in one blocking call on a direct connection.
-            let (fetched, items) = readers
-                .run(move |conn| {
-                    let mut ids: Vec<i64> = Vec::new();
-                    sql.query_direct(conn, |r| {
-                        ids.push(r.get(0)?);
-                        Ok(())
-                    })?;
-                    let stored = crate::runs::load_runs_direct(conn, &ids)?;
-                    Ok((ids.len(), crate::runs::attach_data_direct(conn, stored)?))
-                })
-                .await?;
+        let Some(readers) = direct else {
+            sql.planned_per_call();
+            let mut conn = self.read.acquire().await?;
+            let items = crate::runs::load_page_postgres(&mut conn, sql).await?;
             return Ok(SearchPage {
+                next_page_token: page::next(page, items.len(), &print),
                 items,
-                next_page_token: page::next(page, fetched, &print),
             });
-        }
-        let mut conn = self.read.acquire().await?;
-        let ids: Vec<i64> = sql
-            .fetch_all(&mut conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<_, _>>()?;
-        let next_page_token = page::next(page, ids.len(), &print);
-        let mut found: HashMap<i64, _> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(1000) {
-            let mut q = Sql::new("SELECT ");
-            q.push(RUN_COLUMNS)
-                .push(" FROM runs r WHERE r.id IN ")
-                .bind_list(chunk.iter().copied());
-            for row in q.fetch_all(&mut conn).await? {
-                let run = run_from_row(&row)?;
-                found.insert(run.id, run);
-            }
-        }
-        let stored = ids.iter().filter_map(|id| found.remove(id)).collect();
-        let items = self.runs_with_data(&mut conn, stored).await?;
+        };
+        // SQLite: the whole page in one blocking call on a direct connection.
+        let (fetched, items) = readers
+            .run(move |conn| {
+                let mut ids: Vec<i64> = Vec::new();
+                sql.query_direct(conn, |r| {
+                    ids.push(r.get(0)?);
+                    Ok(())
+                })?;
+                let stored = crate::runs::load_runs_direct(conn, &ids)?;
+                Ok((ids.len(), crate::runs::attach_data_direct(conn, stored)?))
+            })
+            .await?;
         Ok(SearchPage {
             items,
-            next_page_token,
+            next_page_token: page::next(page, fetched, &print),
         })
     }
 
@@ -455,6 +444,7 @@ impl Store {
             "SELECT e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, \
              e.last_update_time FROM experiments e WHERE e.lifecycle_stage IN ",
         );
+        sql.planned_per_call();
         sql.bind_list(search.view.stages().iter().copied());
         for c in &comparisons {
             sql.push(" AND ");
@@ -563,6 +553,7 @@ impl Store {
              (SELECT MAX(version) FROM model_versions v WHERE v.name = m.name) AS latest_version \
              FROM registered_models m WHERE 1 = 1",
         );
+        sql.planned_per_call();
         for c in &comparisons {
             sql.push(" AND ");
             match c.entity {
@@ -678,6 +669,7 @@ impl Store {
              v.current_stage, v.source, v.run_id, v.run_link, v.status, v.status_message \
              FROM model_versions v WHERE 1 = 1",
         );
+        sql.planned_per_call();
         if let Some(name) = &search.model_name {
             sql.push(" AND v.name = ").bind(name.as_str());
         }

@@ -9,6 +9,7 @@ use refit_registry::experiments::{LifecycleStage, Tag};
 use refit_registry::runs::{
     Dataset, DatasetInput, Metric, NewRun, Param, RUN_NAME_TAG, Run, RunStatus, RunUpdate,
 };
+use refit_registry::search::RunSearch;
 use refit_registry::{Actor, Store};
 use refit_tests::{Db, on_both_databases};
 use store_support::{TestStore, alice, fresh};
@@ -526,12 +527,45 @@ async fn nan_and_infinities_round_trip(db: Db) {
                 metric("mixed", f64::NAN, 1, 1),
                 metric("mixed", f64::INFINITY, 2, 1),
                 metric("mixed", f64::NEG_INFINITY, 3, 1),
+                // Values whose every digit matters, read back through each way a run is read.
+                metric("sum", 0.1 + 0.2, 0, 1),
+                metric("tiny", 5e-324, 0, 1),
+                metric("huge", f64::MAX, 0, 1),
+                metric("third", -1.0 / 3.0, 0, 1),
             ],
             &[],
             &[],
         )
         .await
         .unwrap();
+    let exact = [
+        ("sum", 0.1 + 0.2),
+        ("tiny", 5e-324),
+        ("huge", f64::MAX),
+        ("third", -1.0 / 3.0),
+    ];
+    let searched = t
+        .store
+        .search_runs(&RunSearch {
+            experiment_ids: vec![exp.clone()],
+            max_results: 10,
+            ..RunSearch::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    for run in [t.store.get_run(&id).await.unwrap(), searched] {
+        for (key, value) in exact {
+            assert_eq!(
+                latest(&run, key).unwrap().value.to_bits(),
+                value.to_bits(),
+                "{key}"
+            );
+        }
+        assert_eq!(latest(&run, "pinf").unwrap().value, f64::INFINITY);
+        assert_eq!(latest(&run, "ninf").unwrap().value, f64::NEG_INFINITY);
+    }
     // Logging NaN again is the same point: still stored once.
     t.store
         .log_batch(&alice(), &id, &[metric("nan", f64::NAN, 0, 1)], &[], &[])
