@@ -12,8 +12,8 @@ use crate::db::Store;
 use crate::error::{Error, Result};
 use crate::sql::Sql;
 
-/// Scores per INSERT statement: 9 values each stays under SQLite's 32,766 bound values.
-const SCORES_PER_STATEMENT: usize = 3000;
+/// Scores per INSERT statement: 5 values each stays under SQLite's 32,766 bound values.
+const SCORES_PER_STATEMENT: usize = 6000;
 /// Most scores read in one page.
 pub const MAX_PAGE: i64 = 10_000;
 
@@ -151,40 +151,47 @@ pub(crate) async fn append_scores(
             received_at: s.received_at,
         })
         .collect();
-    for chunk in stored.chunks(SCORES_PER_STATEMENT) {
-        let mut sql = Sql::new(
-            "INSERT INTO scores (dataset_id, position, machine_id, ts, model, version, role, \
-             prediction, probabilities, received_at) VALUES ",
-        );
-        for (i, s) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" });
+    // What a model's scores of a batch share is bound once per statement, not per row.
+    fn shared(s: &StoredScore) -> (&str, i64, ScoreRole, i64) {
+        (s.model.as_str(), s.version, s.role, s.received_at)
+    }
+    for group in stored.chunk_by(|a, b| shared(a) == shared(b)) {
+        let (model, version, role, received_at) = shared(&group[0]);
+        for chunk in group.chunks(SCORES_PER_STATEMENT) {
+            let mut sql = Sql::new(
+                "INSERT INTO scores (dataset_id, position, machine_id, ts, model, version, role, \
+                 prediction, probabilities, received_at) SELECT ",
+            );
             sql.bind(dataset_id)
+                .push(", column1, column2, column3, ")
+                .bind(model)
                 .push(", ")
-                .bind(s.position)
+                .bind(version)
                 .push(", ")
-                .bind(s.machine_id.as_str())
-                .push(", ")
-                .bind(s.ts)
-                .push(", ")
-                .bind(s.model.as_str())
-                .push(", ")
-                .bind(s.version)
-                .push(", ")
-                .bind(s.role.as_str())
-                .push(", ")
-                .bind(s.prediction.to_string())
-                .push(", ")
-                .bind(
-                    s.probabilities
-                        .as_ref()
-                        .map(|p| serde_json::Value::Object(p.clone()).to_string())
-                        .as_deref(),
-                )
-                .push(", ")
-                .bind(s.received_at)
-                .push(")");
+                .bind(role.as_str())
+                .push(", column4, column5, ")
+                .bind(received_at)
+                .push(" FROM (VALUES ");
+            for (i, s) in chunk.iter().enumerate() {
+                let probabilities = s
+                    .probabilities
+                    .as_ref()
+                    .map(|p| serde_json::to_string(p).expect("a JSON map serializes"));
+                sql.push(if i == 0 { "(" } else { ", (" })
+                    .bind(s.position)
+                    .push(", ")
+                    .bind(s.machine_id.as_str())
+                    .push(", ")
+                    .bind(s.ts)
+                    .push(", ")
+                    .bind(s.prediction.to_string())
+                    .push(", ")
+                    .bind(probabilities.as_deref())
+                    .push(")");
+            }
+            sql.push(") AS v");
+            sql.execute(&mut *conn).await?;
         }
-        sql.execute(&mut *conn).await?;
     }
     Ok(stored)
 }

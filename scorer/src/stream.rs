@@ -72,8 +72,18 @@ pub struct StreamReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// The champion scores of the newly stored records, in position order (as consumers get
-    /// them). Challenger scores are stored but not listed.
-    pub scores: Vec<StoredScore>,
+    /// them). Challenger scores are stored but not listed. (The very batch published to
+    /// consumers, shared rather than copied.)
+    #[serde(serialize_with = "serialize_scores")]
+    #[schema(value_type = Vec<StoredScore>)]
+    pub scores: ScoreBatch,
+}
+
+fn serialize_scores<S: serde::Serializer>(
+    scores: &ScoreBatch,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_seq(scores.iter())
 }
 
 /// A model version that scored a batch.
@@ -280,12 +290,12 @@ impl StreamHub {
                 self.score(ds, fresh, models, order, received_at)
             })
             .await?;
-        let scores: Vec<StoredScore> = stored
+        let scores: ScoreBatch = stored
             .into_iter()
             .filter(|s| s.role == ScoreRole::Champion)
             .collect();
         if !scores.is_empty() {
-            self.publish(&channel, scores.clone().into());
+            self.publish(&channel, scores.clone());
         }
         drop(guard);
         if let Some(drift) = &self.drift {

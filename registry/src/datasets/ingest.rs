@@ -249,7 +249,7 @@ impl Store {
             let labelled: Vec<KeyedRow> = readings
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| stored.contains(&(r.machine_id.clone(), r.ts)))
+                .filter(|(_, r)| stored.contains(r))
                 .filter_map(|(i, r)| {
                     let labels = r.labels.as_deref()?;
                     Some((r.machine_id.as_str(), r.ts, first_seq + i as i64, labels))
@@ -269,7 +269,7 @@ impl Store {
         let fresh: Vec<Reading> = if collect {
             readings
                 .iter()
-                .filter(|r| stored.contains(&(r.machine_id.clone(), r.ts)))
+                .filter(|r| stored.contains(r))
                 .map(|r| (*r).clone())
                 .collect()
         } else {
@@ -526,19 +526,36 @@ impl Table {
     }
 }
 
-/// Inserts `rows` (keys unique among them) into `table` under the dataset's current schema
-/// version, skipping keys already stored. Returns how many were stored and, when `returning`,
-/// their keys. The caller holds the dataset's row lock (taken by [`reserve_seq`]), so no other
-/// ingest into the dataset can store a key between the check and the insert.
+/// Which of a batch's rows were newly stored.
+enum Stored {
+    /// Every one.
+    All,
+    /// Only those with these keys (machine_id, ts).
+    Keys(HashSet<(String, i64)>),
+}
+
+impl Stored {
+    fn contains(&self, reading: &Reading) -> bool {
+        match self {
+            Stored::All => true,
+            Stored::Keys(keys) => keys.contains(&(reading.machine_id.clone(), reading.ts)),
+        }
+    }
+}
+
+/// Inserts `rows` (keys unique among them, numbered from their reserved sequence numbers) into
+/// `table` under the dataset's current schema version, skipping keys already stored. Returns how
+/// many were stored and, when `which`, which ones. The caller holds the dataset's row lock (taken
+/// by [`reserve_seq`]), so no other ingest into the dataset can store a key between the check and
+/// the insert.
 async fn insert_rows(
     conn: &mut AnyConnection,
     backend: Backend,
     table: Table,
     dataset: &Dataset,
     rows: &[KeyedRow<'_>],
-    returning: bool,
-) -> Result<(usize, HashSet<(String, i64)>)> {
-    let mut stored = HashSet::new();
+    which: bool,
+) -> Result<(usize, Stored)> {
     let mut count = 0;
     // In key order each insert lands next to the one before, in a page already in cache.
     let mut rows = rows.to_vec();
@@ -596,17 +613,36 @@ async fn insert_rows(
                     .push(" AND x.machine_id = v.m AND x.ts = v.t)");
             }
         }
-        if returning {
-            sql.push(" RETURNING machine_id, ts");
-            for row in sql.fetch_all(&mut *conn).await? {
-                stored.insert((row.try_get("machine_id")?, row.try_get("ts")?));
-            }
-            count = stored.len();
-        } else {
-            count += sql.execute(&mut *conn).await? as usize;
-        }
+        count += sql.execute(&mut *conn).await? as usize;
     }
-    Ok((count, stored))
+    if !which || count == rows.len() {
+        return Ok((count, Stored::All));
+    }
+    // Some keys were stored before. The rows this call stored carry the sequence numbers it
+    // reserved, which are above every stored one: one range read over the batch's times finds
+    // them (where `RETURNING` would hand back a row per stored record, every time).
+    let (Some(first), Some(from), Some(to)) = (
+        rows.iter().map(|r| r.2).min(),
+        rows.iter().map(|r| r.1).min(),
+        rows.iter().map(|r| r.1).max(),
+    ) else {
+        return Ok((count, Stored::All));
+    };
+    let mut sql = Sql::new("SELECT machine_id, ts FROM ");
+    sql.push(table.name())
+        .push(" WHERE dataset_id = ")
+        .bind(dataset.id)
+        .push(" AND ts >= ")
+        .bind(from)
+        .push(" AND ts <= ")
+        .bind(to)
+        .push(" AND seq >= ")
+        .bind(first);
+    let mut stored = HashSet::with_capacity(count);
+    for row in sql.fetch_all(&mut *conn).await? {
+        stored.insert((row.try_get("machine_id")?, row.try_get("ts")?));
+    }
+    Ok((count, Stored::Keys(stored)))
 }
 
 /// Rows packed into five lists and one blob, for PostgreSQL's `unnest`.
