@@ -398,7 +398,10 @@ fn run_with_data_from_row(row: &AnyRow) -> Result<Run> {
     for (key, value, timestamp, step, is_nan) in
         list::<(String, JsonFloat, i64, i64, i64)>(row, "metrics_json")?
     {
-        metrics.push(metric_row(0, (key, value.value()?), (timestamp, step, is_nan)).1);
+        metrics.push(latest_metric(
+            (key, value.value()?),
+            (timestamp, step, is_nan),
+        ));
     }
     let dataset_inputs = list::<InputJson>(row, "inputs_json")?
         .into_iter()
@@ -457,10 +460,9 @@ pub(crate) fn attach_data_direct(
             Ok(())
         })?;
         metrics.query_direct(conn, |r| {
-            data.metrics.push(metric_row(
+            data.metrics.push((
                 r.get(0)?,
-                (r.get(1)?, r.get(2)?),
-                (r.get(3)?, r.get(4)?, r.get(5)?),
+                latest_metric((r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?, r.get(5)?)),
             ));
             Ok(())
         })?;
@@ -524,22 +526,17 @@ fn input_tags_query(inputs: &[InputRow]) -> Option<Sql> {
     Some(sql)
 }
 
-/// A latest-metric row: run, (key, value), (timestamp, step, is_nan).
-fn metric_row(
-    run: i64,
+/// A latest metric from its stored columns: (key, value), (timestamp, step, is_nan).
+fn latest_metric(
     (key, value): (String, f64),
     (timestamp, step, is_nan): (i64, i64, i64),
-) -> (i64, Metric) {
-    let value = if is_nan != 0 { f64::NAN } else { value };
-    (
-        run,
-        Metric {
-            key,
-            value,
-            timestamp,
-            step,
-        },
-    )
+) -> Metric {
+    Metric {
+        key,
+        value: if is_nan != 0 { f64::NAN } else { value },
+        timestamp,
+        step,
+    }
 }
 
 /// A dataset input row.
