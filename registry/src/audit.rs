@@ -55,17 +55,23 @@ pub(crate) async fn record(
     target: &str,
     detail: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(now_ms())
-    .bind(&actor.name)
-    .bind(action)
-    .bind(target)
-    .bind(detail)
-    .execute(conn)
-    .await?;
+    entry(actor, action, target, detail).execute(conn).await?;
     Ok(())
+}
+
+/// The statement that appends an entry (`INSERT ... SELECT`, so that a condition can follow).
+pub(crate) fn entry(actor: &Actor, action: &str, target: &str, detail: Option<&str>) -> Sql {
+    let mut sql = Sql::new("INSERT INTO audit_log (at, actor, action, target, detail) SELECT ");
+    sql.bind(now_ms())
+        .push(", ")
+        .bind(actor.name.as_str())
+        .push(", ")
+        .bind(action)
+        .push(", ")
+        .bind(target)
+        .push(", ")
+        .bind(detail);
+    sql
 }
 
 /// An entry to append only if the run `run_uuid` is active, as a statement for a
@@ -78,17 +84,8 @@ pub(crate) fn record_if_run_active(
     detail: Option<&str>,
     run_uuid: &str,
 ) -> Sql {
-    let mut sql = Sql::new("INSERT INTO audit_log (at, actor, action, target, detail) SELECT ");
-    sql.bind(now_ms())
-        .push(", ")
-        .bind(actor.name.as_str())
-        .push(", ")
-        .bind(action)
-        .push(", ")
-        .bind(target)
-        .push(", ")
-        .bind(detail)
-        .push(" WHERE EXISTS (SELECT 1 FROM runs WHERE run_uuid = ")
+    let mut sql = entry(actor, action, target, detail);
+    sql.push(" WHERE EXISTS (SELECT 1 FROM runs WHERE run_uuid = ")
         .bind(run_uuid)
         .push(" AND lifecycle_stage = 'active')");
     sql

@@ -189,6 +189,14 @@ impl WriteConnection {
         })
     }
 
+    /// SQLite's direct writer connection (see [`HeldWriter`]); `None` on PostgreSQL.
+    pub(crate) fn direct(&mut self) -> Option<&mut rusqlite::Connection> {
+        match self {
+            WriteConnection::Pooled(_) => None,
+            WriteConnection::Held(held) => held.direct.as_mut(),
+        }
+    }
+
     /// Runs `statements` as one transaction, all or nothing, and returns how many rows each
     /// changed.
     ///

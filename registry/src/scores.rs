@@ -119,7 +119,7 @@ fn score_from_row(row: &AnyRow) -> Result<StoredScore> {
 /// Appends `scores` to the log of dataset `dataset_id`, in order, inside the caller's transaction
 /// (which holds the dataset's row lock, so positions are taken in commit order).
 pub(crate) async fn append_scores(
-    conn: &mut AnyConnection,
+    tx: &mut crate::sql::Tx<'_>,
     dataset_id: i64,
     scores: Vec<NewScore>,
 ) -> Result<Vec<StoredScore>> {
@@ -127,15 +127,15 @@ pub(crate) async fn append_scores(
         return Ok(Vec::new());
     }
     let n = scores.len() as i64;
-    let first: i64 = sqlx::query(
-        "UPDATE datasets SET next_score_position = next_score_position + $1 WHERE id = $2 \
-         RETURNING next_score_position - $1 AS first",
-    )
-    .bind(n)
-    .bind(dataset_id)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get("first")?;
+    let mut reserve = Sql::new("UPDATE datasets SET next_score_position = next_score_position + ");
+    reserve
+        .bind(n)
+        .push(" WHERE id = ")
+        .bind(dataset_id)
+        .push(" RETURNING next_score_position - ")
+        .bind(n)
+        .push(" AS first");
+    let first = tx.fetch_i64(reserve).await?;
     let stored: Vec<StoredScore> = scores
         .into_iter()
         .enumerate()
@@ -190,7 +190,7 @@ pub(crate) async fn append_scores(
                     .push(")");
             }
             sql.push(") AS v");
-            sql.execute(&mut *conn).await?;
+            tx.execute(sql).await?;
         }
     }
     Ok(stored)

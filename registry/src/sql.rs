@@ -197,6 +197,122 @@ impl Sql {
     }
 }
 
+/// Where a long write's statements run: a sqlx connection (inside the caller's transaction), or
+/// the SQLite writer's direct connection inside a [`DirectTransaction`]. Large statements on the
+/// direct connection run without sqlx's hand-off of every bound value and returned row between
+/// its worker thread and the task, which for the thousands of rows of a stream batch cost more
+/// than the writes themselves.
+pub(crate) enum Tx<'a> {
+    Any(&'a mut AnyConnection),
+    Direct(&'a mut rusqlite::Connection),
+}
+
+impl Tx<'_> {
+    /// Runs the statement, returning the number of rows it changed.
+    pub(crate) async fn execute(&mut self, sql: Sql) -> crate::Result<u64> {
+        Ok(match self {
+            Tx::Any(conn) => sql.execute(conn).await?,
+            Tx::Direct(conn) => blocking(sql.binds.len(), || sql.execute_direct(conn))?,
+        })
+    }
+
+    /// The first column of the first row the query returns, an integer.
+    pub(crate) async fn fetch_i64(&mut self, sql: Sql) -> crate::Result<i64> {
+        use sqlx::Row;
+        match self {
+            Tx::Any(conn) => Ok(sql
+                .fetch_all(conn)
+                .await?
+                .first()
+                .ok_or(sqlx::Error::RowNotFound)?
+                .try_get(0)?),
+            Tx::Direct(conn) => {
+                let mut value = None;
+                sql.query_direct(conn, |r| {
+                    value = value.or(Some(r.get(0)?));
+                    Ok(())
+                })?;
+                Ok(value.ok_or(sqlx::Error::RowNotFound)?)
+            }
+        }
+    }
+
+    /// The (text, integer) pairs the query returns.
+    pub(crate) async fn fetch_keys(&mut self, sql: Sql) -> crate::Result<Vec<(String, i64)>> {
+        use sqlx::Row;
+        match self {
+            Tx::Any(conn) => sql
+                .fetch_all(conn)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect(),
+            Tx::Direct(conn) => {
+                let mut keys = Vec::new();
+                blocking(sql.binds.len(), || {
+                    sql.query_direct(conn, |r| {
+                        keys.push((r.get(0)?, r.get(1)?));
+                        Ok(())
+                    })
+                })?;
+                Ok(keys)
+            }
+        }
+    }
+}
+
+/// A transaction on the SQLite writer's direct connection (`BEGIN IMMEDIATE`), rolled back when
+/// dropped uncommitted — also when the task that holds it is cancelled half-way.
+pub(crate) struct DirectTransaction<'a> {
+    conn: &'a mut rusqlite::Connection,
+    open: bool,
+}
+
+impl<'a> DirectTransaction<'a> {
+    pub(crate) fn begin(conn: &'a mut rusqlite::Connection) -> crate::Result<Self> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(DirectTransaction { conn, open: true })
+    }
+
+    /// Statements in the transaction.
+    pub(crate) fn tx(&mut self) -> Tx<'_> {
+        Tx::Direct(self.conn)
+    }
+
+    pub(crate) fn commit(mut self) -> crate::Result<()> {
+        // Blocks for the commit's `fsync`, as the writer's short transactions do.
+        self.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for DirectTransaction<'_> {
+    fn drop(&mut self) {
+        if self.open
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::warn!(error = %e, "rolling back the SQLite writer's direct transaction");
+        }
+    }
+}
+
+/// Binds above which a direct statement runs as blocking work ([`tokio::task::block_in_place`])
+/// rather than right on the runtime thread: a batch's insert takes milliseconds, during which the
+/// runtime hands this worker's other tasks to another thread.
+const BLOCKING_BINDS: usize = 4096;
+
+fn blocking<T>(binds: usize, f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi_thread =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if binds >= BLOCKING_BINDS && multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// `$1 ... $n` → `?` (fragments are static SQL without `$`, so every `$` starts a placeholder).
 fn anonymous_placeholders(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -217,6 +333,35 @@ fn anonymous_placeholders(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_direct_transaction_dropped_uncommitted_is_rolled_back() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let count = |conn: &rusqlite::Connection| -> i64 {
+            conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+                .unwrap()
+        };
+        {
+            let mut transaction = DirectTransaction::begin(&mut conn).unwrap();
+            let Tx::Direct(c) = transaction.tx() else {
+                unreachable!()
+            };
+            c.execute("INSERT INTO t VALUES (1)", []).unwrap();
+            // Dropped here, as when the task that holds it is cancelled.
+        }
+        assert_eq!(count(&conn), 0);
+        // The connection is out of the transaction: a new one begins and commits.
+        let mut transaction = DirectTransaction::begin(&mut conn).unwrap();
+        let mut insert = Sql::new("INSERT INTO t VALUES (");
+        insert.bind(7i64).push(")");
+        let Tx::Direct(c) = transaction.tx() else {
+            unreachable!()
+        };
+        assert_eq!(insert.execute_direct(c).unwrap(), 1);
+        transaction.commit().unwrap();
+        assert_eq!(count(&conn), 1);
+    }
 
     #[test]
     fn placeholders_are_numbered_in_order() {

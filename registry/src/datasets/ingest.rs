@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::record::{self, Reading, RecordParser, Rejection, Value};
@@ -14,7 +14,7 @@ use crate::audit::{self, Actor};
 use crate::db::{Backend, Store, now_ms};
 use crate::error::{Error, Result};
 use crate::scores::{NewScore, StoredScore, append_scores};
-use crate::sql::Sql;
+use crate::sql::{DirectTransaction, Sql, Tx};
 
 /// Most records in one ingest request.
 pub const MAX_BATCH: usize = 100_000;
@@ -37,6 +37,21 @@ pub struct IngestReport {
     pub duplicates: usize,
     /// Records refused, with the field and reason; also kept in the dead-letter table.
     pub rejected: Vec<Rejection>,
+}
+
+/// A parsed batch of records on its way into the history.
+struct Batch<'a> {
+    actor: &'a Actor,
+    name: &'a str,
+    source: &'a str,
+    dataset: &'a Dataset,
+    /// The valid readings, each key once.
+    readings: &'a [&'a Reading],
+    rejected: &'a [Rejection],
+    /// The raw text of each refused record.
+    raws: &'a [String],
+    /// Whether the new readings go to `score`.
+    collect: bool,
 }
 
 /// A parsed batch: the raw text of each refused record (for its dead letter), the valid readings
@@ -100,17 +115,19 @@ async fn parse_batch(
 }
 
 /// Reserves `n` sequence numbers of a dataset; returns the first.
-async fn reserve_seq(conn: &mut AnyConnection, dataset_id: i64, n: usize) -> Result<i64> {
-    Ok(sqlx::query("UPDATE datasets SET next_seq = next_seq + $1 WHERE id = $2 RETURNING next_seq - $1 AS first")
-        .bind(n as i64)
+async fn reserve_seq(tx: &mut Tx<'_>, dataset_id: i64, n: usize) -> Result<i64> {
+    let mut sql = Sql::new("UPDATE datasets SET next_seq = next_seq + ");
+    sql.bind(n as i64)
+        .push(" WHERE id = ")
         .bind(dataset_id)
-        .fetch_one(conn)
-        .await?
-        .try_get("first")?)
+        .push(" RETURNING next_seq - ")
+        .bind(n as i64)
+        .push(" AS first");
+    tx.fetch_i64(sql).await
 }
 
 async fn store_dead_letters(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     dataset_id: i64,
     source: &str,
     rejected: &[Rejection],
@@ -138,7 +155,7 @@ async fn store_dead_letters(
                 .bind(raw.as_str())
                 .push(")");
         }
-        sql.execute(conn).await?;
+        tx.execute(sql).await?;
     }
     Ok(())
 }
@@ -219,10 +236,72 @@ impl Store {
             .filter(|r| seen.insert((r.machine_id.as_str(), r.ts)))
             .collect();
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
+        let batch = Batch {
+            actor,
+            name,
+            source,
+            dataset: &dataset,
+            readings: &readings,
+            rejected: &rejected,
+            raws: &raws,
+            collect,
+        };
+        // On SQLite the batch is written through the writer's direct connection.
+        let (accepted, scores, extra) = match conn.direct() {
+            Some(direct) => {
+                let mut transaction = DirectTransaction::begin(direct)?;
+                let out = self
+                    .write_batch(&mut transaction.tx(), batch, score)
+                    .await?;
+                transaction.commit()?;
+                out
+            }
+            None => {
+                let mut tx = conn.begin().await?;
+                let out = self
+                    .write_batch(&mut Tx::Any(&mut tx), batch, score)
+                    .await?;
+                tx.commit().await?;
+                out
+            }
+        };
+        Ok((
+            IngestReport {
+                accepted,
+                duplicates: valid - accepted,
+                rejected,
+            },
+            scores,
+            extra,
+        ))
+    }
+
+    /// Writes a parsed batch in the caller's transaction: its new records (and labels), dead
+    /// letters, the scores `score` makes of the new records, and the audit entry. Returns how
+    /// many records were new, the stored scores and what `score` handed back.
+    async fn write_batch<T, F, Fut>(
+        &self,
+        tx: &mut Tx<'_>,
+        batch: Batch<'_>,
+        score: F,
+    ) -> Result<(usize, Vec<StoredScore>, T)>
+    where
+        F: FnOnce(Dataset, Vec<Reading>) -> Fut,
+        Fut: Future<Output = Result<(Vec<NewScore>, T)>>,
+    {
+        let Batch {
+            actor,
+            name,
+            source,
+            dataset,
+            readings,
+            rejected,
+            raws,
+            collect,
+        } = batch;
         // Also locks the dataset's row until commit: ingests into one dataset take turns, so the
         // check for stored keys below cannot race with another ingest's insert.
-        let first_seq = reserve_seq(&mut tx, dataset.id, readings.len()).await?;
+        let first_seq = reserve_seq(tx, dataset.id, readings.len()).await?;
         let with_labels = readings.iter().any(|r| r.labels.is_some());
         let rows: Vec<KeyedRow> = readings
             .iter()
@@ -237,10 +316,10 @@ impl Store {
             })
             .collect();
         let (accepted, stored) = insert_rows(
-            &mut tx,
+            tx,
             self.backend(),
             Table::Records,
-            &dataset,
+            dataset,
             &rows,
             with_labels || collect,
         )
@@ -255,17 +334,9 @@ impl Store {
                     Some((r.machine_id.as_str(), r.ts, first_seq + i as i64, labels))
                 })
                 .collect();
-            insert_rows(
-                &mut tx,
-                self.backend(),
-                Table::Labels,
-                &dataset,
-                &labelled,
-                false,
-            )
-            .await?;
+            insert_rows(tx, self.backend(), Table::Labels, dataset, &labelled, false).await?;
         }
-        store_dead_letters(&mut tx, dataset.id, source, &rejected, &raws).await?;
+        store_dead_letters(tx, dataset.id, source, rejected, raws).await?;
         let fresh: Vec<Reading> = if collect {
             readings
                 .iter()
@@ -276,15 +347,14 @@ impl Store {
             Vec::new()
         };
         let (new_scores, extra) = score(dataset.clone(), fresh).await?;
-        let scores = append_scores(&mut tx, dataset.id, new_scores).await?;
-        let duplicates = valid - accepted;
+        let scores = append_scores(tx, dataset.id, new_scores).await?;
+        let duplicates = readings.len() - accepted;
         let scored = if collect {
             format!(", {} scores", scores.len())
         } else {
             String::new()
         };
-        audit::record(
-            &mut tx,
+        tx.execute(audit::entry(
             actor,
             "datasets.ingest",
             &format!("dataset:{name}"),
@@ -292,18 +362,9 @@ impl Store {
                 "{accepted} accepted, {duplicates} duplicates, {} rejected{scored}",
                 rejected.len()
             )),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok((
-            IngestReport {
-                accepted,
-                duplicates,
-                rejected,
-            },
-            scores,
-            extra,
         ))
+        .await?;
+        Ok((accepted, scores, extra))
     }
 
     /// Stores labels for readings already stored, keyed by (machine_id, ts). A label equal to the
@@ -338,7 +399,7 @@ impl Store {
         let mut tx = conn.begin().await?;
         let dataset = load_dataset(&mut tx, name).await?;
         // Lock the dataset's row first: what is read below stays true until commit.
-        reserve_seq(&mut tx, dataset.id, 0).await?;
+        reserve_seq(&mut Tx::Any(&mut tx), dataset.id, 0).await?;
         // What is stored for these keys: the reading's schema version and any labels.
         let mut existing: HashMap<(String, i64), StoredReading> = HashMap::new();
         for chunk in readings.chunks(2000) {
@@ -415,7 +476,7 @@ impl Store {
                 rejected.push(r);
             }
         }
-        let first_seq = reserve_seq(&mut tx, dataset.id, new.len()).await?;
+        let first_seq = reserve_seq(&mut Tx::Any(&mut tx), dataset.id, new.len()).await?;
         let numbered: Vec<KeyedRow> = new
             .iter()
             .enumerate()
@@ -428,7 +489,7 @@ impl Store {
             })
             .collect();
         insert_rows(
-            &mut tx,
+            &mut Tx::Any(&mut tx),
             self.backend(),
             Table::Labels,
             &dataset,
@@ -441,7 +502,14 @@ impl Store {
         order.sort_by_key(|&i| rejected[i].index);
         let rejected: Vec<Rejection> = order.iter().map(|&i| rejected[i].clone()).collect();
         let raws: Vec<String> = order.iter().map(|&i| raws[i].clone()).collect();
-        store_dead_letters(&mut tx, dataset.id, "labels", &rejected, &raws).await?;
+        store_dead_letters(
+            &mut Tx::Any(&mut tx),
+            dataset.id,
+            "labels",
+            &rejected,
+            &raws,
+        )
+        .await?;
         audit::record(
             &mut tx,
             actor,
@@ -549,7 +617,7 @@ impl Stored {
 /// by [`reserve_seq`]), so no other ingest into the dataset can store a key between the check and
 /// the insert.
 async fn insert_rows(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     backend: Backend,
     table: Table,
     dataset: &Dataset,
@@ -613,7 +681,7 @@ async fn insert_rows(
                     .push(" AND x.machine_id = v.m AND x.ts = v.t)");
             }
         }
-        count += sql.execute(&mut *conn).await? as usize;
+        count += tx.execute(sql).await? as usize;
     }
     if !which || count == rows.len() {
         return Ok((count, Stored::All));
@@ -638,10 +706,7 @@ async fn insert_rows(
         .bind(to)
         .push(" AND seq >= ")
         .bind(first);
-    let mut stored = HashSet::with_capacity(count);
-    for row in sql.fetch_all(&mut *conn).await? {
-        stored.insert((row.try_get("machine_id")?, row.try_get("ts")?));
-    }
+    let stored = tx.fetch_keys(sql).await?.into_iter().collect();
     Ok((count, Stored::Keys(stored)))
 }
 
