@@ -127,15 +127,7 @@ pub(crate) async fn append_scores(
         return Ok(Vec::new());
     }
     let n = scores.len() as i64;
-    let mut reserve = Sql::new("UPDATE datasets SET next_score_position = next_score_position + ");
-    reserve
-        .bind(n)
-        .push(" WHERE id = ")
-        .bind(dataset_id)
-        .push(" RETURNING next_score_position - ")
-        .bind(n)
-        .push(" AS first");
-    let first = tx.fetch_i64(reserve).await?;
+    let first = tx.reserve("next_score_position", dataset_id, n).await?;
     let stored: Vec<StoredScore> = scores
         .into_iter()
         .enumerate()

@@ -112,7 +112,7 @@ impl Sql {
         self.push(")")
     }
 
-    /// Has PostgreSQL plan the statement for the values of each call. A cached statement gets a
+    /// Has PostgreSQL plan the statement for the values of each call (no effect on SQLite). A cached statement gets a
     /// generic plan after five calls when that plan looks no costlier than the ones made for the
     /// values, and for a search it can be far worse: the best plan depends on how selective the
     /// filter's values are. (Found in 2026-11: a generic plan that scanned `latest_metrics` took a
@@ -144,13 +144,15 @@ impl Sql {
     /// text varies only with the shape of a request (how many rows, which filters), never with
     /// values, so the same shapes recur and re-preparing them would cost more than caching.
     fn build(self, conn: &AnyConnection) -> Query<'static, Any, AnyArguments> {
-        let text = if conn.backend_name() == "SQLite" {
+        let sqlite = conn.backend_name() == "SQLite";
+        let text = if sqlite {
             anonymous_placeholders(&self.text)
         } else {
             self.text
         };
         // Safe: `text` holds only static fragments and placeholders; every value is in `binds`.
-        let mut query = sqlx::query(AssertSqlSafe(text)).persistent(!self.per_call);
+        // SQLite has no generic plans: its statements stay cached.
+        let mut query = sqlx::query(AssertSqlSafe(text)).persistent(sqlite || !self.per_call);
         for b in self.binds {
             query = match b {
                 Bind::I64(v) => query.bind(v),
@@ -235,6 +237,24 @@ impl Tx<'_> {
                 Ok(value.ok_or(sqlx::Error::RowNotFound)?)
             }
         }
+    }
+
+    /// Adds `n` to the dataset's counter `column` (under its row lock until commit) and returns
+    /// the counter's value before: the first of the `n` numbers reserved.
+    pub(crate) async fn reserve(
+        &mut self,
+        column: &'static str,
+        dataset_id: i64,
+        n: i64,
+    ) -> crate::Result<i64> {
+        let mut sql = Sql::new(&format!("UPDATE datasets SET {column} = {column} + "));
+        sql.bind(n)
+            .push(" WHERE id = ")
+            .bind(dataset_id)
+            .push(&format!(" RETURNING {column} - "))
+            .bind(n)
+            .push(" AS first");
+        self.fetch_i64(sql).await
     }
 
     /// The (text, integer) pairs the query returns.

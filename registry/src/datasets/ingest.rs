@@ -116,14 +116,7 @@ async fn parse_batch(
 
 /// Reserves `n` sequence numbers of a dataset; returns the first.
 async fn reserve_seq(tx: &mut Tx<'_>, dataset_id: i64, n: usize) -> Result<i64> {
-    let mut sql = Sql::new("UPDATE datasets SET next_seq = next_seq + ");
-    sql.bind(n as i64)
-        .push(" WHERE id = ")
-        .bind(dataset_id)
-        .push(" RETURNING next_seq - ")
-        .bind(n as i64)
-        .push(" AS first");
-    tx.fetch_i64(sql).await
+    tx.reserve("next_seq", dataset_id, n as i64).await
 }
 
 async fn store_dead_letters(
