@@ -4,15 +4,20 @@
 //!   trainer, predicting batches of 1,024 rows on one thread (the encoder included), without and
 //!   with drift monitoring (each batch added to a drift monitor against the model's reference
 //!   profile, a report judged every 1,000 rows, as the stream does);
-//! * over HTTP: single-row `POST /api/v1/models/{name}/score` requests on loopback against the
-//!   release binary: latency at concurrency 1 (one kept-alive connection) and throughput at
-//!   concurrency 8 (eight connections, one thread each).
+//! * over HTTP: single-row requests on loopback against the release binary, refit's own
+//!   `POST /api/v1/models/{name}/score` and MLflow's `/invocations` payload at
+//!   `/api/v1/models/{name}/invocations`: latency at concurrency 1 (one kept-alive connection) and
+//!   throughput at concurrency 8 (eight connections, one thread each);
+//! * the same `/invocations` requests against `mlflow models serve` (a scaled scikit-learn
+//!   logistic regression on the same training rows, saved by `mlflow.sklearn`), side by side, with
+//!   the ratios; when `REFIT_BENCH_PYTHON` names the project venv's python (`scripts/bench` sets
+//!   it).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RawClient, percentile, refit_binary, start};
+use common::{Endpoint, RawClient, percentile, refit_binary, start};
 use ndarray::ArrayView2;
 use refit_scorer::drift::{
     DriftMonitor, MonitorKey, MonitorSettings, PreparedReference, ProfileSampler, ReferenceProfile,
@@ -27,11 +32,19 @@ use serde_json::{Value, json};
 const BATCH: usize = 1_024;
 
 fn main() {
+    // `cargo bench --bench scoring -- <text>` runs only the figures whose label contains <text>.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |label: &str| filter.as_ref().is_none_or(|f| label.contains(f.as_str()));
     let mut lines = Vec::new();
     for features in [8, 20] {
         for drift in [false, true] {
-            let rate = in_process(features, drift);
             let monitored = if drift { ", drift monitored" } else { "" };
+            if !wanted(&format!(
+                "in-process logistic, {features} features{monitored}"
+            )) {
+                continue;
+            }
+            let rate = in_process(features, drift);
             eprintln!("in-process, {features} features{monitored}: {rate:.0} rows/s");
             lines.push((
                 format!("in-process logistic, {features} features{monitored} (rows/s)"),
@@ -40,32 +53,43 @@ fn main() {
             ));
         }
     }
+    if wanted("HTTP single-row score") {
+        http_figures(&mut lines);
+    }
+    println!();
+    println!("refit scoring benchmark (release build; HTTP on loopback, kept-alive connections)");
+    println!("{:<62} {:>34} {:>14}", "figure", "refit", "target");
+    for (label, value, target) in lines {
+        println!("{label:<62} {value:>34} {target:>14}");
+    }
+}
+
+fn http_figures(lines: &mut Vec<(String, String, String)>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let (p50, p99, rps) = rt.block_on(http());
-    lines.push((
-        "HTTP single-row score, concurrency 1, p50 (ms)".into(),
-        format!("{p50:.3}"),
-        String::new(),
-    ));
-    lines.push((
-        "HTTP single-row score, concurrency 1, p99 (ms)".into(),
-        format!("{p99:.3}"),
-        "<= 2".into(),
-    ));
-    lines.push((
-        "HTTP single-row score, concurrency 8 (requests/s)".into(),
-        format!("{rps:.0}"),
-        ">= 20,000".into(),
-    ));
-    println!();
-    println!("refit scoring benchmark (release build; HTTP on loopback, kept-alive connections)");
-    println!("{:<58} {:>14} {:>14}", "figure", "refit", "target");
-    for (label, value, target) in lines {
-        println!("{label:<58} {value:>14} {target:>14}");
+    let figures = rt.block_on(http());
+    for (label, refit, baseline, target) in figures {
+        let digits = if label.contains("(ms)") { 3 } else { 0 };
+        let value = match baseline {
+            Some(b) => format!(
+                "{refit:.digits$} (mlflow {b:.digits$}, {:.0}x)",
+                ratio(label, refit, b)
+            ),
+            None => format!("{refit:.digits$}"),
+        };
+        lines.push((label.to_string(), value, target.to_string()));
+    }
+}
+
+/// How many times better refit's figure is than the baseline's: lower latency, higher rate.
+fn ratio(label: &str, refit: f64, baseline: f64) -> f64 {
+    if label.contains("(ms)") {
+        baseline / refit
+    } else {
+        refit / baseline
     }
 }
 
@@ -173,8 +197,12 @@ fn in_process(features: usize, drift: bool) -> f64 {
     rows as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Trains a champion over HTTP, then times single-row scoring requests.
-async fn http() -> (f64, f64, f64) {
+/// A figure: its label, refit's value, the baseline's, the target.
+type Figure = (&'static str, f64, Option<f64>, &'static str);
+
+/// Trains a champion over HTTP, then times single-row scoring requests against it, and the same
+/// `/invocations` requests against `mlflow models serve` when the project venv is known.
+async fn http() -> Vec<Figure> {
     const FEATURES: usize = 8;
     let server = start(&refit_binary(), None);
     let e = server.endpoint.clone();
@@ -209,48 +237,214 @@ async fn http() -> (f64, f64, f64) {
     e.train_promoted(&client, &features).await;
 
     let row = serde_json::to_vec(&json!([records[0]])).unwrap();
-    let path = "/api/v1/models/bench/score";
-    let latencies = tokio::task::spawn_blocking({
-        let (e, row) = (e.clone(), row.clone());
-        move || {
-            let mut c = RawClient::connect(&e);
-            for _ in 0..500 {
-                c.post_raw(path, "application/json", &row);
-            }
-            let mut lat = Vec::with_capacity(10_000);
-            for _ in 0..10_000 {
-                let t = Instant::now();
-                c.post_raw(path, "application/json", &row);
-                lat.push(t.elapsed());
-            }
-            lat.sort();
-            lat
+    let invocation = serde_json::to_vec(&json!({
+        "dataframe_split": {"columns": features, "data": [x[0]]}
+    }))
+    .unwrap();
+    eprintln!("timing refit's /score");
+    let native = timed(&e, "/api/v1/models/bench/score", &row, 10_000).await;
+    eprintln!("timing refit's /invocations");
+    let invocations = timed(&e, "/api/v1/models/bench/invocations", &invocation, 10_000).await;
+    let mlflow = match std::env::var("REFIT_BENCH_PYTHON") {
+        Ok(python) => {
+            eprintln!("starting mlflow models serve");
+            let baseline = MlflowServe::start(&python, &x, &y);
+            eprintln!("timing mlflow models serve's /invocations");
+            Some(timed(&baseline.endpoint(), "/invocations", &invocation, 1_000).await)
+        }
+        Err(_) => {
+            eprintln!("REFIT_BENCH_PYTHON is not set: no `mlflow models serve` baseline");
+            None
+        }
+    };
+    let base = |f: fn(&Timing) -> f64| mlflow.as_ref().map(f);
+    vec![
+        (
+            "HTTP single-row score, concurrency 1, p50 (ms)",
+            native.p50,
+            None,
+            "",
+        ),
+        (
+            "HTTP single-row score, concurrency 1, p99 (ms)",
+            native.p99,
+            None,
+            "<= 2",
+        ),
+        (
+            "HTTP single-row score, concurrency 8 (requests/s)",
+            native.rate,
+            None,
+            ">= 20,000",
+        ),
+        (
+            "HTTP single-row /invocations, concurrency 1, p50 (ms)",
+            invocations.p50,
+            base(|t| t.p50),
+            "",
+        ),
+        (
+            "HTTP single-row /invocations, concurrency 1, p99 (ms)",
+            invocations.p99,
+            base(|t| t.p99),
+            "<= 2",
+        ),
+        (
+            "HTTP single-row /invocations, concurrency 8 (requests/s)",
+            invocations.rate,
+            base(|t| t.rate),
+            ">= 20,000",
+        ),
+    ]
+}
+
+/// Latency at concurrency 1 and throughput at concurrency 8 of one request.
+struct Timing {
+    p50: f64,
+    p99: f64,
+    rate: f64,
+}
+
+/// Times `count` requests of `body` to `path` on one kept-alive connection (after a warm-up of
+/// a twentieth as many), then eight connections on eight threads for 4 s.
+async fn timed(e: &Endpoint, path: &'static str, body: &[u8], count: usize) -> Timing {
+    let (e, body) = (e.clone(), body.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let mut c = RawClient::connect(&e);
+        for _ in 0..count / 20 {
+            c.post_raw(path, "application/json", &body);
+        }
+        let mut latencies = Vec::with_capacity(count);
+        for _ in 0..count {
+            let t = Instant::now();
+            c.post_raw(path, "application/json", &body);
+            latencies.push(t.elapsed());
+        }
+        latencies.sort();
+        let duration = Duration::from_secs(4);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (e, body) = (e.clone(), body.clone());
+                std::thread::spawn(move || {
+                    let mut c = RawClient::connect(&e);
+                    let start = Instant::now();
+                    let mut n = 0u64;
+                    while start.elapsed() < duration {
+                        c.post_raw(path, "application/json", &body);
+                        n += 1;
+                    }
+                    n as f64 / start.elapsed().as_secs_f64()
+                })
+            })
+            .collect();
+        Timing {
+            p50: percentile(&latencies, 0.5),
+            p99: percentile(&latencies, 0.99),
+            rate: threads.into_iter().map(|t| t.join().unwrap()).sum(),
         }
     })
     .await
-    .unwrap();
-    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    .unwrap()
+}
 
-    let duration = Duration::from_secs(4);
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let (e, row) = (e.clone(), row.clone());
-            std::thread::spawn(move || {
-                let mut c = RawClient::connect(&e);
-                let start = Instant::now();
-                let mut n = 0u64;
-                while start.elapsed() < duration {
-                    c.post_raw(path, "application/json", &row);
-                    n += 1;
-                }
-                (n, start.elapsed())
-            })
-        })
-        .collect();
-    let mut total = 0.0;
-    for t in threads {
-        let (n, elapsed) = t.join().unwrap();
-        total += n as f64 / elapsed.as_secs_f64();
+/// `mlflow models serve` of a scaled scikit-learn logistic regression fitted on the same rows,
+/// from the project venv; stopped (its whole process group) when dropped.
+struct MlflowServe {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl MlflowServe {
+    fn start(python: &str, x: &[Vec<f64>], y: &[f64]) -> MlflowServe {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = (0..x[0].len())
+            .map(|j| format!("f{j},"))
+            .collect::<String>()
+            + "y\n";
+        for (row, label) in x.iter().zip(y) {
+            for v in row {
+                csv += &format!("{v},");
+            }
+            csv += &format!("{label}\n");
+        }
+        let data = dir.path().join("train.csv");
+        std::fs::write(&data, csv).unwrap();
+        let model = dir.path().join("model");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/scoring/mlflow_model.py"
+        );
+        let status = Command::new(python)
+            .args([script.as_ref(), data.as_os_str(), model.as_os_str()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script} failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // MLflow runs `uvicorn` from PATH: the venv's own.
+        let bin = std::path::Path::new(python).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new(python)
+            .args(["-m", "mlflow", "models", "serve", "--env-manager", "local"])
+            .args(["--host", "127.0.0.1", "-p", &port.to_string(), "-m"])
+            .arg(&model)
+            .env("PATH", path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let serve = MlflowServe {
+            child,
+            port,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while !serve.ready() {
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "mlflow models serve did not answer /ping"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        serve
     }
-    (p50, p99, total)
+
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let mut answer = String::new();
+        s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .is_ok()
+            && s.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            address: format!("127.0.0.1:{}", self.port),
+            token: "unused".into(),
+        }
+    }
+}
+
+impl Drop for MlflowServe {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
 }

@@ -45,9 +45,12 @@ mod numeric;
 mod numpy;
 mod profile;
 pub mod reference;
+mod sort;
 pub mod special;
 mod verdict;
 mod wasserstein;
+
+use sort::sorted_finite;
 
 pub use categorical::{Category, CategoryCounts, ChiSquare, Label, ZTest};
 pub use divergence::{
@@ -95,110 +98,4 @@ pub enum DriftError {
         /// What is wrong with it.
         reason: String,
     },
-}
-
-/// The finite values of a sample, sorted ascending (in `f64::total_cmp` order).
-///
-/// Sorting is most of the cost of a drift statistic, so large samples are sorted by an LSD radix
-/// sort on the bits of the values mapped to unsigned integers in `total_cmp` order (the order
-/// `total_cmp` itself is defined by), which gives exactly the sequence `sort_by(total_cmp)` gives.
-fn sorted_finite(values: &[f64]) -> Vec<f64> {
-    let mut keys: Vec<u64> = values
-        .iter()
-        .filter(|x| x.is_finite())
-        .map(|x| order_key(*x))
-        .collect();
-    radix_sort(&mut keys);
-    keys.into_iter().map(from_order_key).collect()
-}
-
-/// `x`'s bits as an integer ordered like `f64::total_cmp`.
-fn order_key(x: f64) -> u64 {
-    let bits = x.to_bits();
-    if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | (1 << 63)
-    }
-}
-
-fn from_order_key(key: u64) -> f64 {
-    f64::from_bits(if key >> 63 == 1 {
-        key & !(1 << 63)
-    } else {
-        !key
-    })
-}
-
-/// Sorts ascending: LSD radix sort by 11-bit digits (digits all rows share are skipped), or the
-/// standard sort for small inputs. One pass counts every digit; each digit that varies costs one
-/// scatter pass.
-fn radix_sort(keys: &mut Vec<u64>) {
-    const BITS: u32 = 11;
-    const BUCKETS: usize = 1 << BITS;
-    const DIGITS: usize = 64_usize.div_ceil(BITS as usize);
-    if keys.len() < 512 || keys.len() > u32::MAX as usize {
-        keys.sort_unstable();
-        return;
-    }
-    let mut counts = vec![[0u32; BUCKETS]; DIGITS];
-    for &k in keys.iter() {
-        for (d, c) in counts.iter_mut().enumerate() {
-            c[((k >> (d as u32 * BITS)) as usize) & (BUCKETS - 1)] += 1;
-        }
-    }
-    let mut buffer = vec![0u64; keys.len()];
-    for (d, c) in counts.iter_mut().enumerate() {
-        if c.contains(&(keys.len() as u32)) {
-            continue;
-        }
-        let mut total = 0;
-        for slot in c.iter_mut() {
-            let n = *slot;
-            *slot = total;
-            total += n;
-        }
-        let shift = d as u32 * BITS;
-        for &k in keys.iter() {
-            let digit = ((k >> shift) as usize) & (BUCKETS - 1);
-            buffer[c[digit] as usize] = k;
-            c[digit] += 1;
-        }
-        std::mem::swap(keys, &mut buffer);
-    }
-}
-
-#[cfg(test)]
-mod sort_tests {
-    use super::*;
-
-    #[test]
-    fn radix_sort_orders_like_total_cmp() {
-        let mut state = 12345u64;
-        let mut values: Vec<f64> = (0..5000)
-            .map(|i| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                match i % 7 {
-                    0 => -0.0,
-                    1 => 0.0,
-                    2 => f64::NAN,
-                    3 => f64::INFINITY,
-                    4 => ((state >> 11) as f64) * 1e-300,
-                    _ => ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1e6,
-                }
-            })
-            .collect();
-        values.push(f64::MIN);
-        values.push(f64::MAX);
-        let sorted = sorted_finite(&values);
-        let mut expected: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        expected.sort_by(f64::total_cmp);
-        assert_eq!(
-            sorted.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-            expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-        );
-        assert_eq!(sorted_finite(&[2.0, -1.0, f64::NAN]), vec![-1.0, 2.0]);
-    }
 }

@@ -29,10 +29,11 @@
 //! **Cost.** The reference is prepared once per version ([`PreparedReference`]: sorted numeric
 //! columns, their standard deviation, an index for the Wasserstein distance, label counts).
 //! Appending a batch copies its columns and predictions and records each row's machine as an
-//! index. Closing a window costs, per numeric feature, `O(n)` for the normed Wasserstein distance
-//! (the test of a reference over 1,000 values) when the reference is several times the window's
-//! size, and one sort of the window plus a merge otherwise; the prediction of a classifier is
-//! counted per class. Per machine the same is done on the machine's rows. A window of 100,000
+//! index. Closing a window costs, per numeric feature, one sort of the window (a counting sort on
+//! a grid, see `sort.rs`) and one walk over the reference (the normed Wasserstein distance, the
+//! test of a reference over 1,000 values, by quantiles) or a merge with it (the other tests);
+//! `O(n)` through the reference's index when the reference is many times the window's size. The
+//! prediction of a classifier is counted per class. Per machine the same is done on the machine's rows. A window of 100,000
 //! values or more (a check of stored history, say) has its columns judged on every core.
 
 use std::collections::HashMap;

@@ -14,9 +14,11 @@
 //! the bound on the error); Evidently's choice of test sees the profile's size.
 //!
 //! [`PreparedReference`] is the profile made ready for many windows: numeric columns sorted and
-//! cleaned once, with their standard deviation and an index for the Wasserstein distance, so that
-//! a window of `n` values costs `O(n)` per feature (see [`GapIndex`]) when the normed Wasserstein
-//! distance is the test, and otherwise one sort of its own values and one merge.
+//! cleaned once, with their standard deviation and an index for the Wasserstein distance. When
+//! the normed Wasserstein distance is the test, a window of `n` values costs one sort of the
+//! window and one walk of the reference's quantiles, or `O(n)` through the index (see
+//! [`GapIndex`]) when the reference is many times larger than the window (a machine's few rows);
+//! for the other tests, one sort of the window and one merge.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

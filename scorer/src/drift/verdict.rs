@@ -20,6 +20,8 @@
 //! drifted columns is `>= 0.5`. All sizes and thresholds are parameters ([`DriftParams`]) with
 //! these defaults.
 
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 
 use super::categorical::{CategoryCounts, Label};
@@ -29,7 +31,8 @@ use super::numeric::{
     MIN_NORM_STD, evidently_binned_shares, population_std_of, unique_sorted,
     unique_sorted_pair_upto, wasserstein_normed_sorted, wasserstein_normed_with_std,
 };
-use super::wasserstein::GapIndex;
+use super::sort::sort_finite_into;
+use super::wasserstein::{GapIndex, wasserstein_sorted};
 use super::{DriftError, sorted_finite};
 use crate::frame::FeatureColumn;
 
@@ -273,14 +276,14 @@ pub fn numeric_column_drift(
     numeric_drift_sorted(&r, None, &c, params)
 }
 
-/// How many times larger than the current sample a reference must be for [`GapIndex`].
-const INDEX_MIN_RATIO: usize = 4;
+/// How many times larger than the current sample a reference must be for [`GapIndex`]: below
+/// this, sorting the current sample and walking the whole reference is cheaper.
+const INDEX_MIN_RATIO: usize = 32;
 
 /// The verdict when the reference alone settles Evidently's choice on the normed Wasserstein
 /// distance (a large reference with more than a few distinct values: the combined sample has at
-/// least as many), computed without sorting `current`; `None` when another test may apply.
-/// `prepared` is the reference's [`GapIndex`] and `numpy.std`, if they were made once for many
-/// windows.
+/// least as many); `None` when another test may apply. `prepared` is the reference's
+/// [`GapIndex`] and `numpy.std`, if they were made once for many windows.
 pub(crate) fn wasserstein_verdict(
     r: &[f64],
     prepared: Option<(&GapIndex, f64)>,
@@ -288,26 +291,33 @@ pub(crate) fn wasserstein_verdict(
     current: &[f64],
     params: &ValidDriftParams,
 ) -> Option<Result<ColumnVerdict, DriftError>> {
-    // The index pays off when the reference is several times larger than the current sample;
-    // otherwise sorting the current sample and merging is cheaper (both are exact).
     if params.select_test(ColumnKind::Numeric, r.len(), reference_unique)
         != DriftTest::WassersteinNormed
-        || current.len().saturating_mul(INDEX_MIN_RATIO) > r.len()
     {
         return None;
     }
-    let built;
-    let (index, std) = match prepared {
-        Some(p) => p,
-        None => {
-            built = GapIndex::new(r);
-            (&built, population_std_of(r))
+    let std = prepared.map_or_else(|| population_std_of(r), |(_, std)| std);
+    let distance = if current.len().saturating_mul(INDEX_MIN_RATIO) <= r.len() {
+        match prepared {
+            Some((index, _)) => index.distance(current),
+            None => GapIndex::new(r).distance(current),
         }
+    } else {
+        CURRENT.with(|c| {
+            let c = &mut *c.borrow_mut();
+            sort_finite_into(current, c);
+            (!c.is_empty()).then(|| wasserstein_sorted(r, c))
+        })
     };
-    Some(match index.distance(current) {
+    Some(match distance {
         Some(d) => Ok(params.verdict(DriftTest::WassersteinNormed, d / std.max(MIN_NORM_STD))),
         None => Err(DriftError::EmptyCurrent),
     })
+}
+
+thread_local! {
+    /// The current sample of [`wasserstein_verdict`], sorted; reused by the thread.
+    static CURRENT: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// [`numeric_column_drift`] over samples already cleaned and sorted (both non-empty), with the

@@ -1,9 +1,19 @@
-//! The Wasserstein distance to a fixed reference in time linear in the *current* sample.
+//! The Wasserstein distance, `scipy.stats.wasserstein_distance(u, v)`, between sorted samples
+//! and from a window to a fixed reference.
 //!
-//! A drift monitor compares many small windows (say 1,000 values) with one large reference
-//! (up to 10,000 values per feature). Sorting each window and merging it with the reference costs
-//! `O(n log n + m)` per window and walks the whole reference every time; here the reference is
-//! prepared once and a window costs `O(n)` expected:
+//! **Between two sorted samples** ([`wasserstein_sorted`]): SciPy integrates `|F_u − F_v|` over
+//! `x`; the same area is `∫₀¹ |F_u⁻¹(t) − F_v⁻¹(t)| dt` over the quantile functions, which are
+//! steps at `t = i/n` and `j/m`. In units of `1/(n·m)`, `u_i` holds `[i·m, (i+1)·m)` and `v_j`
+//! holds `[j·n, (j+1)·n)`; walking the shorter sample, each of its values meets a contiguous run
+//! of the longer one, and the distance is `Σ overlap · |u_i − v_j| / (n·m)`. Every term is a
+//! non-negative product of an exact integer and one rounded difference, so the sum is accurate to
+//! a few ulps relative — a distance of zero comes out exactly zero — and the inner runs are plain
+//! sums of absolute differences, without the merge's unpredictable branches.
+//!
+//! **From a small window to a large reference** ([`GapIndex`]): when the reference is many times
+//! larger than the window (a machine's few rows against 10,000 reference values), walking the
+//! whole reference per window costs more than the window itself; here the reference is prepared
+//! once and a window costs `O(n)` expected:
 //!
 //! * **Prefix integrals.** With the reference sorted, `r_0 ≤ … ≤ r_{m−1}`, its CDF is the step
 //!   function `F(x) = #{r_i ≤ x} / m`, and `Q_i = ∫_{r_0}^{r_i} F` is kept for every `i` (as an
@@ -34,6 +44,68 @@ const SCAN_MAX: usize = 8;
 /// when they are close.
 fn difference(x: (f64, f64), y: (f64, f64)) -> f64 {
     (x.0 - y.0) + (x.1 - y.1)
+}
+
+/// `scipy.stats.wasserstein_distance(u, v)` for sorted, finite, non-empty samples (see the
+/// module's notes).
+pub(crate) fn wasserstein_sorted(u: &[f64], v: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, as just checked.
+        return unsafe { quantile_walk_avx2(u, v) };
+    }
+    quantile_walk(u, v)
+}
+
+/// [`quantile_walk`] compiled for AVX2, whose lanes hold the four sums of whole steps in one
+/// register; the same operations in the same order, so the same result to the bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn quantile_walk_avx2(u: &[f64], v: &[f64]) -> f64 {
+    quantile_walk(u, v)
+}
+
+#[inline(always)]
+fn quantile_walk(u: &[f64], v: &[f64]) -> f64 {
+    debug_assert!(!u.is_empty() && !v.is_empty());
+    // The distance is symmetric: walk the shorter sample `a` (n values) over the longer `b` (m).
+    let (a, b) = if u.len() <= v.len() { (u, v) } else { (v, u) };
+    let (n, m) = (a.len() as i64, b.len() as i64);
+    // A block holds `m / n` whole steps when its head is at most `m % n`, one fewer otherwise.
+    let (steps, spill) = (m / n, m % n);
+    // Separate sums, so that no chain of additions waits on another: the heads' and tails'
+    // weighted terms, and the whole steps' differences (all of weight n) in four lanes plus one
+    // for the odd ones (in registers: an array indexed by the remainder would go to memory).
+    let (mut heads, mut tails) = (0.0f64, 0.0f64);
+    let (mut lanes, mut odd) = ([0.0f64; 4], 0.0f64);
+    // `b[j]`'s step has `head` units left where the block starts.
+    let (mut j, mut head) = (0usize, n);
+    for &x in a {
+        heads += head as f64 * (x - b[j]).abs();
+        j += 1;
+        let full = steps - i64::from(head > spill);
+        let tail = m - head - full * n;
+        let whole = &b[j..j + full as usize];
+        j += full as usize;
+        let mut chunks = whole.chunks_exact(4);
+        for c in &mut chunks {
+            for (lane, &y) in lanes.iter_mut().zip(c) {
+                *lane += (x - y).abs();
+            }
+        }
+        for &y in chunks.remainder() {
+            odd += (x - y).abs();
+        }
+        if tail > 0 {
+            // The start of b[j]'s step; the next block has the rest.
+            tails += tail as f64 * (x - b[j]).abs();
+            head = n - tail;
+        } else {
+            head = n;
+        }
+    }
+    let whole = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + odd;
+    (heads + tails + n as f64 * whole) / (n as f64 * m as f64)
 }
 
 /// `⌈k·m / n⌉ − 1` for `1 ≤ k ≤ n` and `m ≥ 1`: the first reference index at which `F` reaches
@@ -296,8 +368,46 @@ impl GapIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drift::numeric::wasserstein_sorted;
     use crate::drift::sorted_finite;
+
+    /// SciPy's `_cdf_distance(1, u, v)` over sorted samples.
+    ///
+    /// SciPy sorts the concatenation and finds each value's CDF in both samples by binary search;
+    /// here one merge of the two sorted samples walks the same sorted values, and two cursors give
+    /// the same counts, so the terms are identical, in `O(n + m)` (summed in order rather than
+    /// pairwise: the difference is far below the 1e-9 relative agreement the tests check).
+    fn scipy_merge(u: &[f64], v: &[f64]) -> f64 {
+        let (nu, nv) = (u.len() as f64, v.len() as f64);
+        let first = match (u.first(), v.first()) {
+            (Some(&a), Some(&b)) => a.min(b),
+            (Some(&a), None) => a,
+            (None, Some(&b)) => b,
+            (None, None) => return 0.0,
+        };
+        // Between consecutive distinct values p < x of the merged samples, each CDF is the share of
+        // its sample `<= p`; the distance is the sum of |CDF_u - CDF_v| * (x - p). One pass, summed
+        // as it goes: plain summation keeps far within the 1e-9 relative agreement with SciPy.
+        let (mut i, mut j) = (0usize, 0usize);
+        let mut p = first;
+        let mut sum = 0.0;
+        loop {
+            while i < u.len() && u[i] <= p {
+                i += 1;
+            }
+            while j < v.len() && v[j] <= p {
+                j += 1;
+            }
+            let x = match (u.get(i), v.get(j)) {
+                (Some(&a), Some(&b)) => a.min(b),
+                (Some(&a), None) => a,
+                (None, Some(&b)) => b,
+                (None, None) => break,
+            };
+            sum += (i as f64 / nu - j as f64 / nv).abs() * (x - p);
+            p = x;
+        }
+        sum
+    }
 
     /// Within 1e-12 relative, or 1e-15 of the samples' range for a distance of (nearly) zero.
     fn close(a: f64, b: f64, range: f64) -> bool {
@@ -316,13 +426,30 @@ mod tests {
         let c = sorted_finite(current);
         let index = GapIndex::new(&r);
         let got = index.distance(current).unwrap();
-        let want = wasserstein_sorted(&r, &c);
+        let want = scipy_merge(&r, &c);
         let range = r[r.len() - 1].max(c[c.len() - 1]) - r[0].min(c[0]);
         assert!(
             close(got, want, range),
             "{got} != {want} (m = {}, n = {})",
             r.len(),
             c.len()
+        );
+        // The quantile walk, both ways round.
+        for walked in [wasserstein_sorted(&r, &c), wasserstein_sorted(&c, &r)] {
+            assert!(
+                close(walked, want, range),
+                "walk {walked} != {want} (m = {}, n = {})",
+                r.len(),
+                c.len()
+            );
+            if want == 0.0 {
+                assert_eq!(walked, 0.0);
+            }
+        }
+        // The portable walk and the one compiled for this CPU agree to the bit.
+        assert_eq!(
+            quantile_walk(&r, &c).to_bits(),
+            wasserstein_sorted(&r, &c).to_bits()
         );
     }
 

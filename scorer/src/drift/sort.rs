@@ -1,0 +1,267 @@
+//! Sorting samples, which is most of the cost of a drift statistic.
+//!
+//! A counting sort on a grid: each finite value gets the index of its cell in a uniform grid over
+//! the sample's own `[min, max]` (a monotone map, so the cells are already in value order), the
+//! values are ordered by cell with an LSD radix sort of 8-bit digits, and the few cells that hold
+//! more than one value are sorted on their own. The grid has a few times more cells than there
+//! are values, so for any sample without extreme outliers almost every cell holds one value at
+//! most; a sample crowded into a few cells (one outlier far from the rest) costs one standard
+//! sort of the crowd. Ties inside a cell are ordered by `f64::total_cmp`, so the result is
+//! exactly the sequence `sort_by(f64::total_cmp)` gives.
+
+use std::cell::RefCell;
+
+/// Samples smaller than this go to the standard sort.
+const SMALL: usize = 64;
+/// Cells in one grid cell's crowd above which the crowd is sorted by the standard sort rather
+/// than by insertion.
+const INSERTION_MAX: usize = 16;
+
+/// The finite values of a sample, sorted ascending (in `f64::total_cmp` order).
+pub(crate) fn sorted_finite(values: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(values.len());
+    sort_finite_into(values, &mut out);
+    out
+}
+
+/// The finite values of `values` into `out` (cleared first), sorted ascending in
+/// `f64::total_cmp` order.
+pub(crate) fn sort_finite_into(values: &[f64], out: &mut Vec<f64>) {
+    out.clear();
+    if values.iter().all(|x| x.is_finite()) {
+        out.extend_from_slice(values);
+    } else {
+        out.extend(values.iter().copied().filter(|x| x.is_finite()));
+    }
+    let (low, high) = range(out);
+    if out.len() < SMALL || out.len() > u32::MAX as usize {
+        out.sort_unstable_by(f64::total_cmp);
+        return;
+    }
+    if low == high {
+        // One value (possibly both zeros): only the zeros' signs need ordering.
+        if low == 0.0 {
+            out.sort_unstable_by(f64::total_cmp);
+        }
+        return;
+    }
+    // 16 to 24 bits of cell: at least 16 cells per value up to a million values.
+    let digits = if out.len() <= 1 << 12 { 2 } else { 3 };
+    let cells = (1u64 << (8 * digits)) as f64;
+    let scale = (cells - 1.0) / (high - low);
+    if !(scale.is_finite() && scale > 0.0) {
+        // A range wider than f64 can hold.
+        out.sort_unstable_by(f64::total_cmp);
+        return;
+    }
+    let grid = Grid {
+        low,
+        scale,
+        max_cell: cells as u32 - 1,
+    };
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        if digits == 2 {
+            scratch.order::<2>(&grid, out);
+        } else {
+            scratch.order::<3>(&grid, out);
+        }
+    });
+}
+
+/// The least and greatest of finite `values` (`(inf, -inf)` when there are none), in four
+/// independent pairs of running bounds rather than one long chain of comparisons.
+fn range(values: &[f64]) -> (f64, f64) {
+    let mut low = [f64::INFINITY; 4];
+    let mut high = [f64::NEG_INFINITY; 4];
+    let mut chunks = values.chunks_exact(4);
+    for c in &mut chunks {
+        for k in 0..4 {
+            low[k] = if c[k] < low[k] { c[k] } else { low[k] };
+            high[k] = if c[k] > high[k] { c[k] } else { high[k] };
+        }
+    }
+    for &x in chunks.remainder() {
+        low[0] = low[0].min(x);
+        high[0] = high[0].max(x);
+    }
+    (
+        low[0].min(low[1]).min(low[2].min(low[3])),
+        high[0].max(high[1]).max(high[2].max(high[3])),
+    )
+}
+
+/// A uniform grid of cells over `[low, high]`.
+struct Grid {
+    low: f64,
+    scale: f64,
+    max_cell: u32,
+}
+
+impl Grid {
+    /// `x`'s cell, monotone in `x` for `low ≤ x ≤ high`: the truncation of a product that is at
+    /// most `max_cell` plus rounding.
+    fn cell(&self, x: f64) -> u32 {
+        (((x - self.low) * self.scale) as u32).min(self.max_cell)
+    }
+}
+
+/// The buffers of one sort, reused by the thread.
+#[derive(Default)]
+struct Scratch {
+    /// Each value's cell (high half) and index (low half).
+    keys: Vec<u64>,
+    spare: Vec<u64>,
+    /// The values in order.
+    sorted: Vec<f64>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+impl Scratch {
+    /// Sorts `values` (finite, within the grid): an LSD radix sort of `D` 8-bit digits of their
+    /// cells, on keys that carry each value's index, then each cell's crowd by value.
+    fn order<const D: usize>(&mut self, grid: &Grid, values: &mut Vec<f64>) {
+        let n = values.len();
+        let mut counts = [[0u32; 256]; D];
+        self.keys.clear();
+        self.keys.extend(values.iter().enumerate().map(|(i, &x)| {
+            let cell = grid.cell(x);
+            for (d, c) in counts.iter_mut().enumerate() {
+                c[((cell >> (8 * d)) & 0xff) as usize] += 1;
+            }
+            (u64::from(cell) << 32) | i as u64
+        }));
+        for c in counts.iter_mut() {
+            let mut total = 0;
+            for slot in c.iter_mut() {
+                let k = *slot;
+                *slot = total;
+                total += k;
+            }
+        }
+        self.spare.resize(n, 0);
+        for (d, c) in counts.iter_mut().enumerate() {
+            let shift = 32 + 8 * d as u32;
+            for &key in &self.keys {
+                let at = &mut c[((key >> shift) & 0xff) as usize];
+                self.spare[*at as usize] = key;
+                *at += 1;
+            }
+            std::mem::swap(&mut self.keys, &mut self.spare);
+        }
+        self.sorted.clear();
+        self.sorted.extend(
+            self.keys
+                .iter()
+                .map(|&key| values[(key & 0xffff_ffff) as usize]),
+        );
+        // Ordered by cell; now each crowd of one cell by value.
+        let (keys, sorted) = (&self.keys, &mut self.sorted);
+        let mut start = 0;
+        while start < n {
+            let cell = keys[start] >> 32;
+            let mut end = start + 1;
+            while end < n && keys[end] >> 32 == cell {
+                end += 1;
+            }
+            if end - start > INSERTION_MAX {
+                sorted[start..end].sort_unstable_by(f64::total_cmp);
+            } else if end - start > 1 {
+                insertion_sort(&mut sorted[start..end]);
+            }
+            start = end;
+        }
+        std::mem::swap(values, &mut self.sorted);
+    }
+}
+
+fn insertion_sort(run: &mut [f64]) {
+    for i in 1..run.len() {
+        let item = run[i];
+        let mut j = i;
+        while j > 0 && run[j - 1].total_cmp(&item).is_gt() {
+            run[j] = run[j - 1];
+            j -= 1;
+        }
+        run[j] = item;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn check(values: &[f64]) {
+        let sorted = sorted_finite(values);
+        let mut expected: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        expected.sort_by(f64::total_cmp);
+        assert_eq!(
+            sorted.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "{} values",
+            values.len()
+        );
+    }
+
+    #[test]
+    fn orders_like_total_cmp() {
+        let mut state = 12345u64;
+        let mut values: Vec<f64> = (0..5000)
+            .map(|i| match i % 7 {
+                0 => -0.0,
+                1 => 0.0,
+                2 => f64::NAN,
+                3 => f64::INFINITY,
+                4 => lcg(&mut state) * 1e-300,
+                _ => (lcg(&mut state) - 0.5) * 1e6,
+            })
+            .collect();
+        values.push(f64::MIN);
+        values.push(f64::MAX);
+        check(&values);
+        assert_eq!(sorted_finite(&[2.0, -1.0, f64::NAN]), vec![-1.0, 2.0]);
+    }
+
+    #[test]
+    fn orders_crowds_ties_and_every_size() {
+        let mut state = 99u64;
+        for n in [0, 1, 63, 64, 65, 1000, 4096, 4097, 30_000] {
+            // Uniform, heavy-tailed, a few distinct values, one far outlier, signed zeros.
+            let uniform: Vec<f64> = (0..n).map(|_| lcg(&mut state)).collect();
+            check(&uniform);
+            let tailed: Vec<f64> = (0..n)
+                .map(|_| 1.0 / (lcg(&mut state) - 0.5).powi(3))
+                .collect();
+            check(&tailed);
+            let few: Vec<f64> = (0..n).map(|_| (lcg(&mut state) * 5.0).floor()).collect();
+            check(&few);
+            let mut outlier: Vec<f64> = (0..n).map(|_| lcg(&mut state)).collect();
+            outlier.push(1e300);
+            check(&outlier);
+            let zeros: Vec<f64> = (0..n)
+                .map(|i| if i % 2 == 0 { 0.0 } else { -0.0 })
+                .collect();
+            check(&zeros);
+            let mut constant = vec![3.5; n];
+            constant.push(f64::NAN);
+            check(&constant);
+        }
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_only_the_new_sample() {
+        let mut out = vec![9.0; 500];
+        sort_finite_into(&[3.0, 1.0, f64::NEG_INFINITY, 2.0], &mut out);
+        assert_eq!(out, vec![1.0, 2.0, 3.0]);
+    }
+}
