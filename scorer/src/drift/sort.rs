@@ -27,32 +27,30 @@ pub(crate) fn sorted_finite(values: &[f64]) -> Vec<f64> {
 /// The finite values of `values` into `out` (cleared first), sorted ascending in
 /// `f64::total_cmp` order.
 pub(crate) fn sort_finite_into(values: &[f64], out: &mut Vec<f64>) {
-    out.clear();
-    if values.iter().all(|x| x.is_finite()) {
-        out.extend_from_slice(values);
-    } else {
+    let (low, high, finite) = range(values);
+    if !finite {
+        out.clear();
         out.extend(values.iter().copied().filter(|x| x.is_finite()));
+        let kept = std::mem::take(out);
+        return sort_finite_into(&kept, out);
     }
-    let (low, high) = range(out);
-    if out.len() < SMALL || out.len() > u32::MAX as usize {
+    let n = values.len();
+    let standard = |out: &mut Vec<f64>| {
+        out.clear();
+        out.extend_from_slice(values);
         out.sort_unstable_by(f64::total_cmp);
-        return;
-    }
-    if low == high {
-        // One value (possibly both zeros): only the zeros' signs need ordering.
-        if low == 0.0 {
-            out.sort_unstable_by(f64::total_cmp);
-        }
-        return;
+    };
+    if n < SMALL || n > u32::MAX as usize || low == high {
+        // Few values, too many, or one value (possibly both zeros, whose signs need ordering).
+        return standard(out);
     }
     // 16 to 24 bits of cell: at least 16 cells per value up to a million values.
-    let digits = if out.len() <= 1 << 12 { 2 } else { 3 };
+    let digits = if n <= 1 << 12 { 2 } else { 3 };
     let cells = (1u64 << (8 * digits)) as f64;
     let scale = (cells - 1.0) / (high - low);
     if !(scale.is_finite() && scale > 0.0) {
         // A range wider than f64 can hold.
-        out.sort_unstable_by(f64::total_cmp);
-        return;
+        return standard(out);
     }
     let grid = Grid {
         low,
@@ -62,32 +60,36 @@ pub(crate) fn sort_finite_into(values: &[f64], out: &mut Vec<f64>) {
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         if digits == 2 {
-            scratch.order::<2>(&grid, out);
+            scratch.order::<2>(&grid, values, out);
         } else {
-            scratch.order::<3>(&grid, out);
+            scratch.order::<3>(&grid, values, out);
         }
     });
 }
 
-/// The least and greatest of finite `values` (`(inf, -inf)` when there are none), in four
-/// independent pairs of running bounds rather than one long chain of comparisons.
-fn range(values: &[f64]) -> (f64, f64) {
+/// The least and greatest of `values` and whether all are finite (`(inf, -inf, true)` when
+/// there are none), in four independent lanes rather than one long chain of comparisons.
+fn range(values: &[f64]) -> (f64, f64, bool) {
     let mut low = [f64::INFINITY; 4];
     let mut high = [f64::NEG_INFINITY; 4];
+    let mut finite = [true; 4];
     let mut chunks = values.chunks_exact(4);
     for c in &mut chunks {
         for k in 0..4 {
             low[k] = if c[k] < low[k] { c[k] } else { low[k] };
             high[k] = if c[k] > high[k] { c[k] } else { high[k] };
+            finite[k] &= c[k].is_finite();
         }
     }
     for &x in chunks.remainder() {
-        low[0] = low[0].min(x);
-        high[0] = high[0].max(x);
+        low[0] = if x < low[0] { x } else { low[0] };
+        high[0] = if x > high[0] { x } else { high[0] };
+        finite[0] &= x.is_finite();
     }
     (
         low[0].min(low[1]).min(low[2].min(low[3])),
         high[0].max(high[1]).max(high[2].max(high[3])),
+        finite.iter().all(|&f| f),
     )
 }
 
@@ -112,8 +114,6 @@ struct Scratch {
     /// Each value's cell (high half) and index (low half).
     keys: Vec<u64>,
     spare: Vec<u64>,
-    /// The values in order.
-    sorted: Vec<f64>,
 }
 
 thread_local! {
@@ -123,7 +123,7 @@ thread_local! {
 impl Scratch {
     /// Sorts `values` (finite, within the grid): an LSD radix sort of `D` 8-bit digits of their
     /// cells, on keys that carry each value's index, then each cell's crowd by value.
-    fn order<const D: usize>(&mut self, grid: &Grid, values: &mut Vec<f64>) {
+    fn order<const D: usize>(&mut self, grid: &Grid, values: &[f64], out: &mut Vec<f64>) {
         let n = values.len();
         let mut counts = [[0u32; 256]; D];
         self.keys.clear();
@@ -152,29 +152,34 @@ impl Scratch {
             }
             std::mem::swap(&mut self.keys, &mut self.spare);
         }
-        self.sorted.clear();
-        self.sorted.extend(
+        out.clear();
+        out.extend(
             self.keys
                 .iter()
                 .map(|&key| values[(key & 0xffff_ffff) as usize]),
         );
-        // Ordered by cell; now each crowd of one cell by value.
-        let (keys, sorted) = (&self.keys, &mut self.sorted);
-        let mut start = 0;
-        while start < n {
-            let cell = keys[start] >> 32;
-            let mut end = start + 1;
-            while end < n && keys[end] >> 32 == cell {
+        // Ordered by cell; now each crowd of one cell by value. Most neighbours differ in cell:
+        // one comparison each, rarely taken.
+        let (keys, sorted) = (&self.keys, out);
+        let same_cell = |a: u64, b: u64| (a ^ b) >> 32 == 0;
+        let mut i = 1;
+        while i < n {
+            if !same_cell(keys[i - 1], keys[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i - 1;
+            let mut end = i + 1;
+            while end < n && same_cell(keys[start], keys[end]) {
                 end += 1;
             }
             if end - start > INSERTION_MAX {
                 sorted[start..end].sort_unstable_by(f64::total_cmp);
-            } else if end - start > 1 {
+            } else {
                 insertion_sort(&mut sorted[start..end]);
             }
-            start = end;
+            i = end + 1;
         }
-        std::mem::swap(values, &mut self.sorted);
     }
 }
 
