@@ -495,15 +495,17 @@ pub(crate) fn attach_data_direct(
 /// The queries for the params, tags, latest metrics and dataset inputs of `runs`, each ordered
 /// as the run's lists are.
 fn run_data_queries(runs: &[StoredRun]) -> [Sql; 4] {
+    // Ordered by (run_id, key), their primary key, which the lookups walk anyway: ordering by key
+    // alone would sort every row of the page in a temporary b-tree.
     let ids = || runs.iter().map(|r| r.id);
     let mut params = Sql::new("SELECT run_id, key, value FROM params WHERE run_id IN ");
-    params.bind_list(ids()).push(" ORDER BY key");
+    params.bind_list(ids()).push(" ORDER BY run_id, key");
     let mut tags = Sql::new("SELECT run_id, key, value FROM tags WHERE run_id IN ");
-    tags.bind_list(ids()).push(" ORDER BY key");
+    tags.bind_list(ids()).push(" ORDER BY run_id, key");
     let mut metrics = Sql::new(
         "SELECT run_id, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_id IN ",
     );
-    metrics.bind_list(ids()).push(" ORDER BY key");
+    metrics.bind_list(ids()).push(" ORDER BY run_id, key");
     let mut inputs = Sql::new(
         "SELECT i.destination_id AS run_uuid, i.input_uuid, d.name, d.digest, d.source_type, \
          d.source, d.schema, d.profile FROM inputs i JOIN input_datasets d ON d.dataset_uuid = i.source_id \

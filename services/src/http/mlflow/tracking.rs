@@ -15,7 +15,7 @@ use refit_registry::runs::{
 };
 use refit_registry::search::{ExperimentSearch, RunSearch};
 use refit_registry::validate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::wire::{
@@ -99,114 +99,164 @@ fn status_name(s: RunStatus) -> &'static str {
 }
 
 /// A run's info as MLflow writes it (`end_time` only once set).
-pub fn run_info_json(i: &RunInfo) -> Value {
-    let mut o = Map::new();
-    o.insert("run_uuid".into(), json!(i.run_id));
-    o.insert("experiment_id".into(), json!(i.experiment_id));
-    o.insert("run_name".into(), json!(i.run_name));
-    o.insert("user_id".into(), json!(i.user_id));
-    o.insert("status".into(), json!(status_name(i.status)));
-    o.insert("start_time".into(), json!(i.start_time));
-    if let Some(end) = i.end_time {
-        o.insert("end_time".into(), json!(end));
-    }
-    o.insert("artifact_uri".into(), json!(i.artifact_uri));
-    o.insert(
-        "lifecycle_stage".into(),
-        json!(lifecycle(i.lifecycle_stage)),
-    );
-    o.insert("run_id".into(), json!(i.run_id));
-    Value::Object(o)
+#[derive(Serialize)]
+pub struct WireRunInfo<'a> {
+    run_uuid: &'a str,
+    experiment_id: &'a str,
+    run_name: &'a str,
+    user_id: &'a str,
+    status: &'static str,
+    start_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<i64>,
+    artifact_uri: &'a str,
+    lifecycle_stage: &'static str,
+    run_id: &'a str,
 }
 
-fn metric_json(m: &Metric) -> Value {
-    json!({"key": m.key, "value": wire::metric_value(m.value), "timestamp": m.timestamp, "step": m.step})
+impl<'a> WireRunInfo<'a> {
+    pub fn new(i: &'a RunInfo) -> WireRunInfo<'a> {
+        WireRunInfo {
+            run_uuid: &i.run_id,
+            experiment_id: &i.experiment_id,
+            run_name: &i.run_name,
+            user_id: &i.user_id,
+            status: status_name(i.status),
+            start_time: i.start_time,
+            end_time: i.end_time,
+            artifact_uri: &i.artifact_uri,
+            lifecycle_stage: lifecycle(i.lifecycle_stage),
+            run_id: &i.run_id,
+        }
+    }
 }
 
-fn dataset_input_json(input: &DatasetInput) -> Value {
-    let d = &input.dataset;
-    let mut dataset = Map::new();
-    dataset.insert("name".into(), json!(d.name));
-    dataset.insert("digest".into(), json!(d.digest));
-    dataset.insert("source_type".into(), json!(d.source_type));
-    dataset.insert("source".into(), json!(d.source));
-    if let Some(s) = &d.schema {
-        dataset.insert("schema".into(), json!(s));
+#[derive(Serialize)]
+struct WireMetric<'a> {
+    key: &'a str,
+    #[serde(serialize_with = "wire::serialize_metric_value")]
+    value: f64,
+    timestamp: i64,
+    step: i64,
+}
+
+impl<'a> WireMetric<'a> {
+    fn new(m: &'a Metric) -> WireMetric<'a> {
+        WireMetric {
+            key: &m.key,
+            value: m.value,
+            timestamp: m.timestamp,
+            step: m.step,
+        }
     }
-    if let Some(p) = &d.profile {
-        dataset.insert("profile".into(), json!(p));
-    }
-    let mut o = Map::new();
-    put_list(&mut o, "tags", tags_json(&input.tags));
-    o.insert("dataset".into(), Value::Object(dataset));
-    Value::Object(o)
+}
+
+#[derive(Serialize)]
+struct WireDataset<'a> {
+    name: &'a str,
+    digest: &'a str,
+    source_type: &'a str,
+    source: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct WireDatasetInput<'a> {
+    #[serde(skip_serializing_if = "<[Tag]>::is_empty")]
+    tags: &'a [Tag],
+    dataset: WireDataset<'a>,
+}
+
+#[derive(Serialize)]
+struct WireModelInput<'a> {
+    model_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireRunData<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    metrics: Vec<WireMetric<'a>>,
+    #[serde(skip_serializing_if = "<[Param]>::is_empty")]
+    params: &'a [Param],
+    #[serde(skip_serializing_if = "<[Tag]>::is_empty")]
+    tags: &'a [Tag],
+}
+
+#[derive(Serialize)]
+struct WireRunInputs<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dataset_inputs: Vec<WireDatasetInput<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    model_inputs: Vec<WireModelInput<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireRunOutputs<'a> {
+    #[serde(skip_serializing_if = "<[ModelOutput]>::is_empty")]
+    model_outputs: &'a [ModelOutput],
 }
 
 /// A whole run as MLflow writes it: info, latest metrics, params, tags, inputs (datasets and
 /// MLflow 3's models) and, for `runs/get` and `runs/search`, outputs (`models` is `None` for
-/// `runs/create`, whose answer has no outputs).
-pub fn run_json(run: &Run, models: Option<&RunModels>) -> Value {
-    let mut data = Map::new();
-    put_list(
-        &mut data,
-        "metrics",
-        Value::Array(run.data.metrics.iter().map(metric_json).collect()),
-    );
-    put_list(
-        &mut data,
-        "params",
-        Value::Array(
-            run.data
-                .params
-                .iter()
-                .map(|p| json!({"key": p.key, "value": p.value}))
-                .collect(),
-        ),
-    );
-    put_list(&mut data, "tags", tags_json(&run.data.tags));
-    let mut inputs = Map::new();
-    put_list(
-        &mut inputs,
-        "dataset_inputs",
-        Value::Array(
-            run.inputs
-                .dataset_inputs
-                .iter()
-                .map(dataset_input_json)
-                .collect(),
-        ),
-    );
-    let mut o = Map::new();
-    o.insert("info".into(), run_info_json(&run.info));
-    o.insert("data".into(), Value::Object(data));
-    if let Some(models) = models {
-        put_list(
-            &mut inputs,
-            "model_inputs",
-            Value::Array(
-                models
-                    .inputs
+/// `runs/create`, whose answer has no outputs). Empty lists are left out, as protobuf does.
+#[derive(Serialize)]
+pub struct WireRun<'a> {
+    info: WireRunInfo<'a>,
+    data: WireRunData<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<WireRunOutputs<'a>>,
+    inputs: WireRunInputs<'a>,
+}
+
+impl<'a> WireRun<'a> {
+    pub fn new(run: &'a Run, models: Option<&'a RunModels>) -> WireRun<'a> {
+        let metrics = run.data.metrics.iter().map(WireMetric::new).collect();
+        let dataset_inputs = run
+            .inputs
+            .dataset_inputs
+            .iter()
+            .map(|input| {
+                let d = &input.dataset;
+                WireDatasetInput {
+                    tags: &input.tags,
+                    dataset: WireDataset {
+                        name: &d.name,
+                        digest: &d.digest,
+                        source_type: &d.source_type,
+                        source: &d.source,
+                        schema: d.schema.as_deref(),
+                        profile: d.profile.as_deref(),
+                    },
+                }
+            })
+            .collect();
+        let model_inputs = models
+            .map(|m| {
+                m.inputs
                     .iter()
-                    .map(|id| json!({"model_id": id}))
-                    .collect(),
-            ),
-        );
-        let mut outputs = Map::new();
-        put_list(
-            &mut outputs,
-            "model_outputs",
-            Value::Array(
-                models
-                    .outputs
-                    .iter()
-                    .map(|m| json!({"model_id": m.model_id, "step": m.step}))
-                    .collect(),
-            ),
-        );
-        o.insert("outputs".into(), Value::Object(outputs));
+                    .map(|id| WireModelInput { model_id: id })
+                    .collect()
+            })
+            .unwrap_or_default();
+        WireRun {
+            info: WireRunInfo::new(&run.info),
+            data: WireRunData {
+                metrics,
+                params: &run.data.params,
+                tags: &run.data.tags,
+            },
+            outputs: models.map(|m| WireRunOutputs {
+                model_outputs: &m.outputs,
+            }),
+            inputs: WireRunInputs {
+                dataset_inputs,
+                model_inputs,
+            },
+        }
     }
-    o.insert("inputs".into(), Value::Object(inputs));
-    Value::Object(o)
 }
 
 /// The logged models the runs took in and put out, by run id.
@@ -553,7 +603,7 @@ async fn create_run(
             },
         )
         .await?;
-    Ok(wire::json(json!({"run": run_json(&run, None)})))
+    Ok(wire::json(json!({"run": WireRun::new(&run, None)})))
 }
 
 async fn get_run(
@@ -567,7 +617,9 @@ async fn get_run(
     let run = state.store.get_run(id).await?;
     let models = models_of(&state, std::slice::from_ref(&run)).await?;
     let models = models.get(&run.info.run_id).cloned().unwrap_or_default();
-    Ok(wire::json(json!({"run": run_json(&run, Some(&models))})))
+    Ok(wire::json(
+        json!({"run": WireRun::new(&run, Some(&models))}),
+    ))
 }
 
 /// A request naming a run (`run_id` or `run_uuid`) and, depending on the call, what to log.
@@ -613,7 +665,7 @@ async fn update_run(
             },
         )
         .await?;
-    Ok(wire::json(json!({"run_info": run_info_json(&info)})))
+    Ok(wire::json(json!({"run_info": WireRunInfo::new(&info)})))
 }
 
 async fn delete_run(
@@ -1074,21 +1126,22 @@ async fn search_runs(
         .await?;
     let models = models_of(&state, &page.items).await?;
     let none = RunModels::default();
-    let mut o = Map::new();
-    put_list(
-        &mut o,
-        "runs",
-        Value::Array(
-            page.items
-                .iter()
-                .map(|r| run_json(r, Some(models.get(&r.info.run_id).unwrap_or(&none))))
-                .collect(),
-        ),
-    );
-    if let Some(token) = page.next_page_token {
-        o.insert("next_page_token".into(), json!(token));
+    /// The page, serialised straight from the runs (no intermediate JSON tree).
+    #[derive(Serialize)]
+    struct Page<'a> {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        runs: Vec<WireRun<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page_token: Option<String>,
     }
-    Ok(wire::json(Value::Object(o)))
+    Ok(wire::json(Page {
+        runs: page
+            .items
+            .iter()
+            .map(|r| WireRun::new(r, Some(models.get(&r.info.run_id).unwrap_or(&none))))
+            .collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// A page token of metric history: base64 of `{"offset": n}`, as MLflow's.
@@ -1148,7 +1201,7 @@ async fn metric_history(
     put_list(
         &mut o,
         "metrics",
-        Value::Array(page.iter().map(metric_json).collect()),
+        Value::Array(page.iter().map(|m| json!(WireMetric::new(m))).collect()),
     );
     if end < points.len() {
         let token =
