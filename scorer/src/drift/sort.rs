@@ -3,19 +3,16 @@
 //! A counting sort on a grid: each finite value gets the index of its cell in a uniform grid over
 //! the sample's own `[min, max]` (a monotone map, so the cells are already in value order), the
 //! values are ordered by cell with an LSD radix sort of 8-bit digits, and the few cells that hold
-//! more than one value are sorted on their own. The grid has a few times more cells than there
-//! are values, so for any sample without extreme outliers almost every cell holds one value at
-//! most; a sample crowded into a few cells (one outlier far from the rest) costs one standard
-//! sort of the crowd. Ties inside a cell are ordered by `f64::total_cmp`, so the result is
+//! more than one value are sorted on their own. The grid has at least 16 times more cells than
+//! there are values (up to a million values), so for any sample without extreme outliers almost
+//! every cell holds one value at most; a sample crowded into a few cells (one outlier far from
+//! the rest) costs one standard sort of the crowd. Ties inside a cell are ordered by `f64::total_cmp`, so the result is
 //! exactly the sequence `sort_by(f64::total_cmp)` gives.
 
 use std::cell::RefCell;
 
 /// Samples smaller than this go to the standard sort.
 const SMALL: usize = 64;
-/// Cells in one grid cell's crowd above which the crowd is sorted by the standard sort rather
-/// than by insertion.
-const INSERTION_MAX: usize = 16;
 
 /// The finite values of a sample, sorted ascending (in `f64::total_cmp` order).
 pub(crate) fn sorted_finite(values: &[f64]) -> Vec<f64> {
@@ -173,25 +170,9 @@ impl Scratch {
             while end < n && same_cell(keys[start], keys[end]) {
                 end += 1;
             }
-            if end - start > INSERTION_MAX {
-                sorted[start..end].sort_unstable_by(f64::total_cmp);
-            } else {
-                insertion_sort(&mut sorted[start..end]);
-            }
+            sorted[start..end].sort_unstable_by(f64::total_cmp);
             i = end + 1;
         }
-    }
-}
-
-fn insertion_sort(run: &mut [f64]) {
-    for i in 1..run.len() {
-        let item = run[i];
-        let mut j = i;
-        while j > 0 && run[j - 1].total_cmp(&item).is_gt() {
-            run[j] = run[j - 1];
-            j -= 1;
-        }
-        run[j] = item;
     }
 }
 

@@ -23,8 +23,8 @@
 //!   integral splits there into two differences of prefix integrals.
 //! * **A grid.** The window's values are located in the reference (their gap `#{r_i ≤ x}`)
 //!   through a uniform grid over the reference's range: each cell knows the first reference index
-//!   in it, so a lookup compares `x` with the cell's few values only. The cell also orders the
-//!   window: a counting sort by region of cells, then a tiny sort per region.
+//!   in it, so a lookup compares `x` with the cell's few values only. The window itself is
+//!   ordered by the drift statistics' one sort (`sort.rs`), linear in the window.
 //!
 //! The terms are the areas SciPy's `_cdf_distance(1, u, v)` sums, grouped by window value
 //! instead of by every point of both samples. Where both values lie in one gap the term is the
@@ -34,6 +34,8 @@
 //! `1e-15` of the samples' range for a distance that is zero.
 
 use std::cell::RefCell;
+
+use super::sort::sort_finite_into;
 
 /// Cells of the grid per reference value.
 const CELLS_PER_VALUE: usize = 2;
@@ -147,15 +149,12 @@ struct Point {
     low: f64,
 }
 
-/// The buffers of one call, reused by the thread.
+/// The buffers of one call, reused by the thread: the current values sorted, then with their
+/// gaps.
 #[derive(Default)]
 struct Scratch {
-    /// The finite current values with their cells, as given.
-    unordered: Vec<(f64, u32)>,
-    /// Regions' starts, then ends, in `ordered`.
-    regions: Vec<u32>,
-    /// The same values in ascending order, with their cells, then their gaps.
-    ordered: Vec<(f64, u32)>,
+    sorted: Vec<f64>,
+    located: Vec<(f64, u32)>,
 }
 
 thread_local! {
@@ -252,70 +251,19 @@ impl GapIndex {
     pub(crate) fn distance(&self, current: &[f64]) -> Option<f64> {
         SCRATCH.with(|scratch| {
             let s = &mut *scratch.borrow_mut();
-            self.order(current, s);
-            if s.ordered.is_empty() {
+            sort_finite_into(current, &mut s.sorted);
+            if s.sorted.is_empty() {
                 return None;
             }
             // All lookups first: independent of each other, their cache misses overlap.
-            for (x, k) in s.ordered.iter_mut() {
-                *k = self.gap(*k as usize, *x) as u32;
-            }
-            Some(self.walk(&s.ordered))
+            s.located.clear();
+            s.located.extend(
+                s.sorted
+                    .iter()
+                    .map(|&x| (x, self.gap(self.cell(x), x) as u32)),
+            );
+            Some(self.walk(&s.located))
         })
-    }
-
-    /// The finite values of `current` into `s.ordered`, ascending, each with its cell: a
-    /// counting sort by region of cells (the cells follow the reference's range, so regions hold
-    /// a few values each), then each region sorted on its own.
-    fn order(&self, current: &[f64], s: &mut Scratch) {
-        s.unordered.clear();
-        s.unordered.extend(
-            current
-                .iter()
-                .filter(|x| x.is_finite())
-                .map(|&x| (x, self.cell(x) as u32)),
-        );
-        let n = s.unordered.len();
-        let cell_count = self.cells.len() - 1;
-        let cell_bits = usize::BITS - cell_count.leading_zeros();
-        let region_bits = (usize::BITS - n.leading_zeros()).clamp(4, 20);
-        let shift = cell_bits.saturating_sub(region_bits);
-        s.regions.clear();
-        s.regions.resize((cell_count >> shift) + 2, 0);
-        for &(_, k) in &s.unordered {
-            s.regions[(k >> shift) as usize + 1] += 1;
-        }
-        for b in 1..s.regions.len() {
-            s.regions[b] += s.regions[b - 1];
-        }
-        s.ordered.resize(n, (0.0, 0));
-        for &(x, k) in &s.unordered {
-            let at = &mut s.regions[(k >> shift) as usize];
-            s.ordered[*at as usize] = (x, k);
-            *at += 1;
-        }
-        // `regions[b]` is now the end of region b (and the start of b + 1). Regions rarely hold
-        // more than a few values: one insertion pass over the whole array orders them, as no
-        // value moves out of its region. The few crowded regions are sorted first.
-        let mut start = 0;
-        for &end in &s.regions {
-            if end as usize - start > 16 {
-                s.ordered[start..end as usize].sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-            }
-            start = end as usize;
-        }
-        let ordered = &mut s.ordered;
-        for i in 1..ordered.len() {
-            if ordered[i - 1].0 > ordered[i].0 {
-                let item = ordered[i];
-                let mut j = i;
-                while j > 0 && ordered[j - 1].0 > item.0 {
-                    ordered[j] = ordered[j - 1];
-                    j -= 1;
-                }
-                ordered[j] = item;
-            }
-        }
     }
 
     /// The distance from the ascending values `c` (with their gaps) to the reference: the area

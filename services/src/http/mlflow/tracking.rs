@@ -1197,18 +1197,20 @@ async fn metric_history(
         offset.saturating_add(n as usize).min(points.len())
     });
     let page = points.get(offset.min(end)..end).unwrap_or(&[]);
-    let mut o = Map::new();
-    put_list(
-        &mut o,
-        "metrics",
-        Value::Array(page.iter().map(|m| json!(WireMetric::new(m))).collect()),
-    );
-    if end < points.len() {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(json!({"offset": end}).to_string());
-        o.insert("next_page_token".into(), json!(token));
+    /// The page, serialised straight from the points.
+    #[derive(Serialize)]
+    struct History<'a> {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        metrics: Vec<WireMetric<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page_token: Option<String>,
     }
-    Ok(wire::json(Value::Object(o)))
+    Ok(wire::json(History {
+        metrics: page.iter().map(WireMetric::new).collect(),
+        next_page_token: (end < points.len()).then(|| {
+            base64::engine::general_purpose::STANDARD.encode(json!({"offset": end}).to_string())
+        }),
+    }))
 }
 
 #[cfg(test)]
