@@ -337,7 +337,7 @@ impl Store {
                     .await?
             }
         }
-        Ok(())
+        crate::scores::convert_legacy_log(&mut conn, self.backend).await
     }
 
     /// A receiver that sees a new value after every committed change to a model alias made

@@ -295,79 +295,34 @@ impl Store {
     /// Stores a drift report and its columns in one transaction; returns it with its id.
     #[tracing::instrument(skip(self, report), fields(model = report.model, version = report.version))]
     pub async fn create_drift_report(&self, report: &NewDriftReport) -> Result<DriftReport> {
-        let now = now_ms();
-        let features = serde_json::to_string(&report.features).expect("verdicts serialize");
-        let prediction = report
-            .prediction
-            .as_ref()
-            .map(|p| serde_json::to_string(p).expect("verdicts serialize"));
-        let machines = serde_json::to_string(&report.machines).expect("machines serialize");
-        let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO drift_reports (created_at, dataset, model_name, version, source, window_start, \
-             window_end, row_count, column_count, drifted_columns, share, drift_share, dataset_drift, features, \
-             prediction, machines) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-             RETURNING id",
-        )
-        .bind(now)
-        .bind(&report.dataset)
-        .bind(&report.model)
-        .bind(report.version)
-        .bind(report.source.as_str())
-        .bind(report.window_start)
-        .bind(report.window_end)
-        .bind(report.rows)
-        .bind(report.columns)
-        .bind(report.drifted_columns)
-        .bind(if report.share.is_finite() { report.share } else { 0.0 })
-        .bind(report.drift_share)
-        .bind(i64::from(report.dataset_drift))
-        .bind(features)
-        .bind(prediction)
-        .bind(machines)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
-        let columns: Vec<&ColumnDrift> = report
-            .features
-            .iter()
-            .chain(report.prediction.as_ref())
-            .collect();
-        if !columns.is_empty() {
-            let mut sql = Sql::new(
-                "INSERT INTO drift_columns (report_id, feature, model_name, test, value, threshold, drifted) VALUES ",
-            );
-            for (i, c) in columns.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push("(")
-                    .bind(id)
-                    .push(", ")
-                    .bind(c.feature.as_str())
-                    .push(", ")
-                    .bind(report.model.as_str())
-                    .push(", ")
-                    .bind(c.test.as_deref());
-                for v in [finite(c.value), finite(c.threshold)] {
-                    match v {
-                        Some(x) => sql.push(", ").bind(x),
-                        None => sql.push(", NULL"),
-                    };
-                }
-                sql.push(", ").bind(i64::from(c.drifted)).push(")");
-            }
-            sql.execute(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(DriftReport {
-            id,
-            created_at: now,
-            report: report.clone(),
-        })
+        let mut stored = self
+            .create_drift_reports(std::slice::from_ref(report))
+            .await?;
+        Ok(stored.pop().expect("one report stored"))
     }
 
+    /// Stores drift reports (the windows a batch closed) and their columns in one transaction;
+    /// returns them with their ids, in order.
+    #[tracing::instrument(skip_all, fields(reports = reports.len()))]
+    pub async fn create_drift_reports(
+        &self,
+        reports: &[NewDriftReport],
+    ) -> Result<Vec<DriftReport>> {
+        let now = now_ms();
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let mut stored = Vec::with_capacity(reports.len());
+        for report in reports {
+            let id = insert_report(&mut tx, report, now).await?;
+            stored.push(DriftReport {
+                id,
+                created_at: now,
+                report: report.clone(),
+            });
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
     /// One report.
     pub async fn get_drift_report(&self, id: i64) -> Result<DriftReport> {
         let mut sql = Sql::new(&format!(
@@ -633,4 +588,71 @@ fn push_common(sql: &mut Sql, f: &ReportFilter<'_>, q: &str) {
     if let Some(b) = f.before {
         sql.push(&col("id")).push("< ").bind(b);
     }
+}
+
+/// Inserts a report and its columns; returns its id.
+async fn insert_report(conn: &mut AnyConnection, report: &NewDriftReport, now: i64) -> Result<i64> {
+    let features = serde_json::to_string(&report.features).expect("verdicts serialize");
+    let prediction = report
+        .prediction
+        .as_ref()
+        .map(|p| serde_json::to_string(p).expect("verdicts serialize"));
+    let machines = serde_json::to_string(&report.machines).expect("machines serialize");
+    let id: i64 = sqlx::query(
+        "INSERT INTO drift_reports (created_at, dataset, model_name, version, source, window_start, \
+         window_end, row_count, column_count, drifted_columns, share, drift_share, dataset_drift, features, \
+         prediction, machines) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         RETURNING id",
+    )
+    .bind(now)
+    .bind(&report.dataset)
+    .bind(&report.model)
+    .bind(report.version)
+    .bind(report.source.as_str())
+    .bind(report.window_start)
+    .bind(report.window_end)
+    .bind(report.rows)
+    .bind(report.columns)
+    .bind(report.drifted_columns)
+    .bind(if report.share.is_finite() { report.share } else { 0.0 })
+    .bind(report.drift_share)
+    .bind(i64::from(report.dataset_drift))
+    .bind(features)
+    .bind(prediction)
+    .bind(machines)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("id")?;
+    let columns: Vec<&ColumnDrift> = report
+        .features
+        .iter()
+        .chain(report.prediction.as_ref())
+        .collect();
+    if !columns.is_empty() {
+        let mut sql = Sql::new(
+            "INSERT INTO drift_columns (report_id, feature, model_name, test, value, threshold, drifted) VALUES ",
+        );
+        for (i, c) in columns.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(id)
+                .push(", ")
+                .bind(c.feature.as_str())
+                .push(", ")
+                .bind(report.model.as_str())
+                .push(", ")
+                .bind(c.test.as_deref());
+            for v in [finite(c.value), finite(c.threshold)] {
+                match v {
+                    Some(x) => sql.push(", ").bind(x),
+                    None => sql.push(", NULL"),
+                };
+            }
+            sql.push(", ").bind(i64::from(c.drifted)).push(")");
+        }
+        sql.execute(conn).await?;
+    }
+    Ok(id)
 }

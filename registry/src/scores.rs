@@ -3,17 +3,19 @@
 //! [`Store::ingest_records_scored`]), so "which model scored this record?" always has an answer,
 //! and a subscriber can resume from a position.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 use utoipa::ToSchema;
 
-use crate::db::Store;
+use crate::datasets::Reading;
+use crate::db::{Backend, Store};
 use crate::error::{Error, Result};
-use crate::sql::Sql;
+use crate::sql::{Sql, Tx};
 
-/// Scores per INSERT statement: 5 values each stays under SQLite's 32,766 bound values.
-const SCORES_PER_STATEMENT: usize = 6000;
 /// Most scores read in one page.
 pub const MAX_PAGE: i64 = 10_000;
 
@@ -45,25 +47,92 @@ impl ScoreRole {
     }
 }
 
-/// A score to append to the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewScore {
-    /// The record's machine.
-    pub machine_id: String,
-    /// The record's event time, ms since the Unix epoch.
-    pub ts: i64,
+/// One model version's scores of the records an ingest stored, appended to the log as one
+/// block: the records' keys are shared by every block of the ingest, the predictions are the
+/// model's raw outputs (a number, or a class index into `classes`).
+#[derive(Debug, Clone)]
+pub struct ScoreBlock {
     /// Registered model.
     pub model: String,
     /// The version that scored.
     pub version: i64,
     /// Champion or challenger.
     pub role: ScoreRole,
-    /// The predicted number (regression) or class label.
-    pub prediction: serde_json::Value,
-    /// Class probabilities by label (classifiers only).
-    pub probabilities: Option<serde_json::Map<String, serde_json::Value>>,
-    /// When the record was received, ms since the Unix epoch.
+    /// When the records were received, ms since the Unix epoch.
     pub received_at: i64,
+    /// The records scored, in order.
+    pub records: Arc<[Reading]>,
+    /// Class labels (classifiers): `values` are indices into them, and each record has one
+    /// probability per class in `probabilities`. `None` for regression.
+    pub classes: Option<Arc<[String]>>,
+    /// One value per record: the predicted number, or the predicted class's index.
+    pub values: Vec<f64>,
+    /// Classifiers: `classes.len()` probabilities per record, record after record.
+    pub probabilities: Option<Vec<f64>>,
+}
+
+impl ScoreBlock {
+    /// Probabilities per score: one per class when there are any.
+    fn k(&self) -> usize {
+        match (&self.classes, &self.probabilities) {
+            (Some(c), Some(_)) => c.len(),
+            _ => 0,
+        }
+    }
+
+    /// The block's scores as stored, the first at `first_position`.
+    fn stored(&self, first_position: i64) -> impl Iterator<Item = StoredScore> + '_ {
+        let k = self.k();
+        self.records.iter().enumerate().map(move |(i, r)| {
+            let probabilities = (k > 0)
+                .then(|| self.probabilities.as_ref().map(|p| &p[i * k..(i + 1) * k]))
+                .flatten();
+            StoredScore {
+                position: first_position + i as i64,
+                machine_id: r.machine_id.clone(),
+                ts: r.ts,
+                model: self.model.clone(),
+                version: self.version,
+                role: self.role,
+                prediction: prediction_value(self.classes.as_deref(), self.values[i]),
+                probabilities: probabilities_value(self.classes.as_deref(), probabilities),
+                received_at: self.received_at,
+            }
+        })
+    }
+}
+
+/// A prediction as JSON: the number (regression), or the label of class `value` (classifiers);
+/// `null` for what has no JSON form (NaN, infinities, no such class).
+pub fn prediction_value(classes: Option<&[String]>, value: f64) -> serde_json::Value {
+    match classes {
+        None => number_value(value),
+        Some(classes) => (value >= 0.0)
+            .then(|| classes.get(value as usize))
+            .flatten()
+            .map_or(serde_json::Value::Null, |c| {
+                serde_json::Value::String(c.clone())
+            }),
+    }
+}
+
+/// Class probabilities as a JSON object by class label.
+fn probabilities_value(
+    classes: Option<&[String]>,
+    row: Option<&[f64]>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    Some(
+        classes?
+            .iter()
+            .zip(row?)
+            .map(|(c, &p)| (c.clone(), number_value(p)))
+            .collect(),
+    )
+}
+
+/// A number as JSON; NaN and infinities (not representable) as `null`.
+pub fn number_value(x: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 /// A score as stored in the log.
@@ -93,100 +162,406 @@ pub struct StoredScore {
     pub received_at: i64,
 }
 
-const COLUMNS: &str =
-    "position, machine_id, ts, model, version, role, prediction, probabilities, received_at";
+/// The columns of a stored block that [`decode_block`] reads.
+const BLOCK_COLUMNS: &str = "first_position, model, version, role, received_at, classes, scores";
 
-fn score_from_row(row: &AnyRow) -> Result<StoredScore> {
-    let unreadable = |e: serde_json::Error| Error::Integrity(format!("stored score: {e}"));
-    let prediction: String = row.try_get("prediction")?;
-    let probabilities: Option<String> = row.try_get("probabilities")?;
-    Ok(StoredScore {
-        position: row.try_get("position")?,
-        machine_id: row.try_get("machine_id")?,
-        ts: row.try_get("ts")?,
+/// Format of the `scores` blob written by [`encode_block`].
+const FORMAT: u8 = 1;
+
+/// A block's scores in the log's blob (little-endian): the format byte, the number `k` of
+/// probabilities per score (u32; 0 for regression), then per score its position's offset from
+/// the block's first (u32), the record's time (i64), its machine id (u32 length, UTF-8 bytes),
+/// the value (f64: the number, or the class index) and its `k` probabilities (f64 each).
+/// Offsets are kept, not implied, so that retention can drop some of a block's scores.
+fn encode_block(block: &ScoreBlock) -> Vec<u8> {
+    let k = block.k();
+    let mut out = Vec::with_capacity(5 + block.records.len() * (32 + 8 * k));
+    out.push(FORMAT);
+    out.extend_from_slice(&(k as u32).to_le_bytes());
+    for (i, r) in block.records.iter().enumerate() {
+        out.extend_from_slice(&(i as u32).to_le_bytes());
+        out.extend_from_slice(&r.ts.to_le_bytes());
+        out.extend_from_slice(&(r.machine_id.len() as u32).to_le_bytes());
+        out.extend_from_slice(r.machine_id.as_bytes());
+        out.extend_from_slice(&block.values[i].to_le_bytes());
+        if let Some(p) = block.probabilities.as_ref().filter(|_| k > 0) {
+            for x in &p[i * k..(i + 1) * k] {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// What a stored block's scores share.
+struct BlockHead {
+    first_position: i64,
+    model: String,
+    version: i64,
+    role: ScoreRole,
+    received_at: i64,
+    classes: Option<Vec<String>>,
+}
+
+/// One score in a block's blob.
+struct Entry<'a> {
+    /// The entry's bytes, as [`encode_block`] wrote them.
+    bytes: &'a [u8],
+    offset: u32,
+    ts: i64,
+    machine_id: &'a str,
+    value: f64,
+    /// `k` little-endian f64.
+    probabilities: &'a [u8],
+}
+
+/// The number of probabilities per score and the scores in a block's blob, in order; checks
+/// the layout as it goes. Probabilities are one per class (of `classes`) or none.
+fn entries<'a>(blob: &'a [u8], classes: Option<&[String]>) -> Result<(usize, Vec<Entry<'a>>)> {
+    let corrupt = || Error::Integrity("a stored score block is corrupt".into());
+    let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    let k = match (blob.first(), blob.get(1..5).map(u32_of)) {
+        (Some(&FORMAT), Some(k)) => k as usize,
+        _ => return Err(corrupt()),
+    };
+    if k > 0 && classes.map_or(0, <[String]>::len) != k {
+        return Err(corrupt());
+    }
+    let mut out = Vec::new();
+    let mut at = 5;
+    while at < blob.len() {
+        let start = at;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            let bytes = blob.get(at..at + n).ok_or_else(corrupt)?;
+            at += n;
+            Ok(bytes)
+        };
+        let offset = u32_of(take(4)?);
+        let ts = i64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+        let len = u32_of(take(4)?) as usize;
+        let machine_id = std::str::from_utf8(take(len)?).map_err(|_| corrupt())?;
+        let value = f64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+        let probabilities = take(8 * k)?;
+        out.push(Entry {
+            bytes: &blob[start..at],
+            offset,
+            ts,
+            machine_id,
+            value,
+            probabilities,
+        });
+    }
+    Ok((k, out))
+}
+
+/// Reads a block's blob back into scores (the inverse of [`encode_block`]).
+fn decode_block(head: &BlockHead, blob: &[u8]) -> Result<Vec<StoredScore>> {
+    let classes = head.classes.as_deref();
+    let (k, entries) = entries(blob, classes)?;
+    let mut row = vec![0.0; k];
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            for (p, b) in row.iter_mut().zip(e.probabilities.chunks_exact(8)) {
+                *p = f64::from_le_bytes(b.try_into().expect("8 bytes"));
+            }
+            StoredScore {
+                position: head.first_position + i64::from(e.offset),
+                machine_id: e.machine_id.to_string(),
+                ts: e.ts,
+                model: head.model.clone(),
+                version: head.version,
+                role: head.role,
+                prediction: prediction_value(classes, e.value),
+                probabilities: probabilities_value(classes, (k > 0).then_some(&row[..])),
+                received_at: head.received_at,
+            }
+        })
+        .collect())
+}
+
+fn block_from_row(row: &AnyRow) -> Result<Vec<StoredScore>> {
+    decode_block(&head_from_row(row)?, &row.try_get::<Vec<u8>, _>("scores")?)
+}
+
+fn head_from_row(row: &AnyRow) -> Result<BlockHead> {
+    let classes: Option<String> = row.try_get("classes")?;
+    Ok(BlockHead {
+        first_position: row.try_get("first_position")?,
         model: row.try_get("model")?,
         version: row.try_get("version")?,
         role: ScoreRole::parse(&row.try_get::<String, _>("role")?)?,
-        prediction: serde_json::from_str(&prediction).map_err(unreadable)?,
-        probabilities: probabilities
-            .map(|p| serde_json::from_str(&p))
-            .transpose()
-            .map_err(unreadable)?,
         received_at: row.try_get("received_at")?,
+        classes: classes
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(|e| Error::Integrity(format!("stored score classes: {e}")))?,
     })
 }
 
-/// Appends `scores` to the log of dataset `dataset_id`, in order, inside the caller's transaction
-/// (which holds the dataset's row lock, so positions are taken in commit order).
+/// Appends the blocks an ingest made of the records it stored, in order, inside the caller's
+/// transaction (which holds the dataset's row lock, so positions are taken in commit order).
+/// `seqs` are the sequence numbers the ingest reserved for its records: a record's scores are
+/// found through its sequence number. Returns the scores as stored, in position order.
 pub(crate) async fn append_scores(
     tx: &mut crate::sql::Tx<'_>,
     dataset_id: i64,
-    scores: Vec<NewScore>,
+    seqs: (i64, i64),
+    blocks: &[ScoreBlock],
 ) -> Result<Vec<StoredScore>> {
-    if scores.is_empty() {
+    let n: usize = blocks.iter().map(|b| b.records.len()).sum();
+    if n == 0 {
         return Ok(Vec::new());
     }
-    let n = scores.len() as i64;
-    let first = tx.reserve("next_score_position", dataset_id, n).await?;
-    let stored: Vec<StoredScore> = scores
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| StoredScore {
-            position: first + i as i64,
-            machine_id: s.machine_id,
-            ts: s.ts,
-            model: s.model,
-            version: s.version,
-            role: s.role,
-            prediction: s.prediction,
-            probabilities: s.probabilities,
-            received_at: s.received_at,
-        })
-        .collect();
-    // What a model's scores of a batch share is bound once per statement, not per row.
-    fn shared(s: &StoredScore) -> (&str, i64, ScoreRole, i64) {
-        (s.model.as_str(), s.version, s.role, s.received_at)
-    }
-    for group in stored.chunk_by(|a, b| shared(a) == shared(b)) {
-        let (model, version, role, received_at) = shared(&group[0]);
-        for chunk in group.chunks(SCORES_PER_STATEMENT) {
-            let mut sql = Sql::new(
-                "INSERT INTO scores (dataset_id, position, machine_id, ts, model, version, role, \
-                 prediction, probabilities, received_at) SELECT ",
-            );
-            sql.bind(dataset_id)
-                .push(", column1, column2, column3, ")
-                .bind(model)
-                .push(", ")
-                .bind(version)
-                .push(", ")
-                .bind(role.as_str())
-                .push(", column4, column5, ")
-                .bind(received_at)
-                .push(" FROM (VALUES ");
-            for (i, s) in chunk.iter().enumerate() {
-                let probabilities = s
-                    .probabilities
-                    .as_ref()
-                    .map(|p| serde_json::to_string(p).expect("a JSON map serializes"));
-                sql.push(if i == 0 { "(" } else { ", (" })
-                    .bind(s.position)
-                    .push(", ")
-                    .bind(s.machine_id.as_str())
-                    .push(", ")
-                    .bind(s.ts)
-                    .push(", ")
-                    .bind(s.prediction.to_string())
-                    .push(", ")
-                    .bind(probabilities.as_deref())
-                    .push(")");
-            }
-            sql.push(") AS v");
-            tx.execute(sql).await?;
-        }
+    let mut position = tx
+        .reserve("next_score_position", dataset_id, n as i64)
+        .await?;
+    let mut stored = Vec::with_capacity(n);
+    for block in blocks.iter().filter(|b| !b.records.is_empty()) {
+        insert_block(tx, dataset_id, position, seqs, block).await?;
+        stored.extend(block.stored(position));
+        position += block.records.len() as i64;
     }
     Ok(stored)
 }
+
+/// A row of `score_blocks`.
+struct BlockRow<'a> {
+    dataset_id: i64,
+    first_position: i64,
+    last_position: i64,
+    count: usize,
+    /// The sequence numbers reserved by the ingest that stored the records scored.
+    seqs: (i64, i64),
+    /// The least and greatest event time of the records scored.
+    ts: (i64, i64),
+    model: &'a str,
+    version: i64,
+    role: ScoreRole,
+    received_at: i64,
+    classes: Option<String>,
+    scores: Vec<u8>,
+}
+
+impl BlockRow<'_> {
+    fn insert(self) -> Sql {
+        let mut sql = Sql::new(
+            "INSERT INTO score_blocks (dataset_id, last_position, first_position, count, \
+             first_seq, last_seq, ts_min, ts_max, model, version, role, received_at, classes, \
+             scores) VALUES (",
+        );
+        sql.bind(self.dataset_id);
+        for v in [
+            self.last_position,
+            self.first_position,
+            self.count as i64,
+            self.seqs.0,
+            self.seqs.1,
+            self.ts.0,
+            self.ts.1,
+        ] {
+            sql.push(", ").bind(v);
+        }
+        sql.push(", ")
+            .bind(self.model)
+            .push(", ")
+            .bind(self.version)
+            .push(", ")
+            .bind(self.role.as_str())
+            .push(", ")
+            .bind(self.received_at)
+            .push(", ")
+            .bind(self.classes.as_deref())
+            .push(", ")
+            .bind(self.scores)
+            .push(")");
+        sql
+    }
+}
+
+/// Stores one block, its first score at `position`.
+async fn insert_block(
+    tx: &mut crate::sql::Tx<'_>,
+    dataset_id: i64,
+    position: i64,
+    seqs: (i64, i64),
+    block: &ScoreBlock,
+) -> Result<()> {
+    let count = block.records.len();
+    let times = block.records.iter().map(|r| r.ts);
+    let row = BlockRow {
+        dataset_id,
+        first_position: position,
+        last_position: position + count as i64 - 1,
+        count,
+        seqs,
+        ts: (times.clone().min().unwrap_or(0), times.max().unwrap_or(0)),
+        model: &block.model,
+        version: block.version,
+        role: block.role,
+        received_at: block.received_at,
+        classes: block
+            .classes
+            .as_ref()
+            .map(|c| serde_json::to_string(c).expect("labels serialize")),
+        scores: encode_block(block),
+    };
+    tx.execute(row.insert()).await?;
+    Ok(())
+}
+
+/// Old scores converted per statement by [`convert_legacy_log`].
+const LEGACY_PAGE: i64 = 5000;
+
+/// Carries the rows of the score log's first form (`scores`, a row per score; migrations
+/// 0005 and 0009) over to blocks of one score each, positions unchanged, and drops the table;
+/// nothing to do once it is gone. A score's sequence number is its record's (-1 when retention
+/// deleted the record: it can no longer be looked up by record, but stays in the log).
+pub(crate) async fn convert_legacy_log(conn: &mut AnyConnection, backend: Backend) -> Result<()> {
+    let exists = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'scores'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'scores'"
+        }
+    };
+    let n: i64 = sqlx::query(exists)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    let mut after = (i64::MIN, i64::MIN);
+    loop {
+        let rows = sqlx::query(
+            "SELECT s.dataset_id, s.position, s.machine_id, s.ts, s.model, s.version, s.role, \
+             s.prediction, s.probabilities, s.received_at, COALESCE(r.seq, -1) AS seq \
+             FROM scores s LEFT JOIN records r \
+             ON r.dataset_id = s.dataset_id AND r.ts = s.ts AND r.machine_id = s.machine_id \
+             WHERE s.dataset_id > $1 OR (s.dataset_id = $1 AND s.position > $2) \
+             ORDER BY s.dataset_id, s.position LIMIT $3",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(LEGACY_PAGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let unreadable = |e: serde_json::Error| Error::Integrity(format!("stored score: {e}"));
+            let prediction: serde_json::Value =
+                serde_json::from_str(&row.try_get::<String, _>("prediction")?)
+                    .map_err(unreadable)?;
+            let probabilities: Option<serde_json::Map<String, serde_json::Value>> = row
+                .try_get::<Option<String>, _>("probabilities")?
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(unreadable)?;
+            let classes: Option<Arc<[String]>> =
+                probabilities.as_ref().map(|p| p.keys().cloned().collect());
+            // A class label becomes its index; what is not a class, or not a number, no value.
+            let value = match (&classes, &prediction) {
+                (Some(c), serde_json::Value::String(label)) => c
+                    .iter()
+                    .position(|x| x == label)
+                    .map_or(f64::INFINITY, |i| i as f64),
+                (_, serde_json::Value::Number(x)) => x.as_f64().unwrap_or(f64::NAN),
+                _ => f64::NAN,
+            };
+            let block = ScoreBlock {
+                model: row.try_get("model")?,
+                version: row.try_get("version")?,
+                role: ScoreRole::parse(&row.try_get::<String, _>("role")?)?,
+                received_at: row.try_get("received_at")?,
+                records: Arc::new([Reading {
+                    machine_id: row.try_get("machine_id")?,
+                    ts: row.try_get("ts")?,
+                    features: Vec::new(),
+                    labels: None,
+                }]),
+                classes,
+                values: vec![value],
+                probabilities: probabilities
+                    .map(|p| p.values().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect()),
+            };
+            let seq: i64 = row.try_get("seq")?;
+            after = (row.try_get("dataset_id")?, row.try_get("position")?);
+            insert_block(&mut Tx::Any(&mut tx), after.0, after.1, (seq, seq), &block).await?;
+        }
+        if (rows.len() as i64) < LEGACY_PAGE {
+            break;
+        }
+    }
+    sqlx::query("DROP TABLE scores").execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes the scores of dataset `dataset_id`'s records older than `cutoff`, except those
+/// `keep` names (by machine and time): blocks left empty go, the others are written again with
+/// the scores they keep (positions unchanged). Returns how many scores were deleted.
+pub(crate) async fn prune_scores(
+    conn: &mut AnyConnection,
+    dataset_id: i64,
+    cutoff: i64,
+    keep: impl Fn(&str, i64) -> bool,
+) -> Result<u64> {
+    let mut sql = Sql::new(&format!(
+        "SELECT last_position, first_seq, last_seq, {BLOCK_COLUMNS} FROM score_blocks \
+         WHERE dataset_id = "
+    ));
+    sql.bind(dataset_id).push(" AND ts_min < ").bind(cutoff);
+    let mut deleted = 0;
+    for row in sql.fetch_all(&mut *conn).await? {
+        let head = head_from_row(&row)?;
+        let blob: Vec<u8> = row.try_get("scores")?;
+        let (_, all) = entries(&blob, head.classes.as_deref())?;
+        let kept: Vec<&Entry> = all
+            .iter()
+            .filter(|e| e.ts >= cutoff || keep(e.machine_id, e.ts))
+            .collect();
+        if kept.len() == all.len() {
+            continue;
+        }
+        deleted += (all.len() - kept.len()) as u64;
+        let last_position: i64 = row.try_get("last_position")?;
+        let mut sql = Sql::new("DELETE FROM score_blocks WHERE dataset_id = ");
+        sql.bind(dataset_id)
+            .push(" AND last_position = ")
+            .bind(last_position);
+        sql.execute(&mut *conn).await?;
+        let Some(last) = kept.last() else {
+            continue;
+        };
+        // The block keeps its first position (offsets count from it); its key moves to the last
+        // position it keeps.
+        let mut scores = blob[..5].to_vec();
+        kept.iter().for_each(|e| scores.extend_from_slice(e.bytes));
+        let times = kept.iter().map(|e| e.ts);
+        let kept_row = BlockRow {
+            dataset_id,
+            first_position: head.first_position,
+            last_position: head.first_position + i64::from(last.offset),
+            count: kept.len(),
+            seqs: (row.try_get("first_seq")?, row.try_get("last_seq")?),
+            ts: (times.clone().min().unwrap_or(0), times.max().unwrap_or(0)),
+            model: &head.model,
+            version: head.version,
+            role: head.role,
+            received_at: head.received_at,
+            classes: row.try_get("classes")?,
+            scores,
+        };
+        kept_row.insert().execute(&mut *conn).await?;
+    }
+    Ok(deleted)
+}
+
+/// Blocks read per query while a page of scores is gathered.
+const BLOCKS_PER_READ: i64 = 8;
 
 impl Store {
     /// Up to `limit` scores of the dataset named `dataset` after position `after`, in position
@@ -199,20 +574,36 @@ impl Store {
         limit: i64,
         role: Option<ScoreRole>,
     ) -> Result<Vec<StoredScore>> {
-        let limit = limit.clamp(1, MAX_PAGE);
+        let limit = limit.clamp(1, MAX_PAGE) as usize;
         let mut conn = self.read.acquire().await?;
         let id = dataset_id(&mut conn, dataset).await?;
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM scores WHERE dataset_id = "));
-        sql.bind(id).push(" AND position > ").bind(after);
-        if let Some(role) = role {
-            sql.push(" AND role = ").bind(role.as_str());
+        let mut out = Vec::new();
+        let mut from = after;
+        while out.len() < limit {
+            let mut sql = Sql::new(&format!(
+                "SELECT last_position, {BLOCK_COLUMNS} FROM score_blocks WHERE dataset_id = "
+            ));
+            sql.bind(id).push(" AND last_position > ").bind(from);
+            if let Some(role) = role {
+                sql.push(" AND role = ").bind(role.as_str());
+            }
+            sql.push(" ORDER BY last_position LIMIT ")
+                .bind(BLOCKS_PER_READ);
+            let rows = sql.fetch_all(&mut conn).await?;
+            for row in &rows {
+                from = row.try_get("last_position")?;
+                out.extend(
+                    block_from_row(row)?
+                        .into_iter()
+                        .filter(|s| s.position > after),
+                );
+            }
+            if (rows.len() as i64) < BLOCKS_PER_READ {
+                break;
+            }
         }
-        sql.push(" ORDER BY position LIMIT ").bind(limit);
-        sql.fetch_all(&mut conn)
-            .await?
-            .iter()
-            .map(score_from_row)
-            .collect()
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Every score of the record (machine_id, ts) of the dataset named `dataset`, champion and
@@ -224,20 +615,8 @@ impl Store {
         machine_id: &str,
         ts: i64,
     ) -> Result<Vec<StoredScore>> {
-        let mut conn = self.read.acquire().await?;
-        let id = dataset_id(&mut conn, dataset).await?;
-        let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM scores WHERE dataset_id = "));
-        sql.bind(id)
-            .push(" AND machine_id = ")
-            .bind(machine_id)
-            .push(" AND ts = ")
-            .bind(ts)
-            .push(" ORDER BY position");
-        sql.fetch_all(&mut conn)
-            .await?
-            .iter()
-            .map(score_from_row)
-            .collect()
+        let key = [(machine_id.to_string(), ts)];
+        self.scores_of(dataset, &key, None).await
     }
 
     /// The champion scores of the records with these (machine_id, ts) keys in `dataset`, by
@@ -247,21 +626,63 @@ impl Store {
         dataset: &str,
         keys: &[(String, i64)],
     ) -> Result<Vec<StoredScore>> {
+        self.scores_of(dataset, keys, Some(ScoreRole::Champion))
+            .await
+    }
+
+    /// The scores (of `role`, when given) of the stored records with these keys, by position.
+    /// A record's scores are in the blocks of the ingest that stored it, which cover its
+    /// sequence number.
+    async fn scores_of(
+        &self,
+        dataset: &str,
+        keys: &[(String, i64)],
+        role: Option<ScoreRole>,
+    ) -> Result<Vec<StoredScore>> {
         let mut conn = self.read.acquire().await?;
         let id = dataset_id(&mut conn, dataset).await?;
-        let mut out = Vec::new();
+        let mut seqs = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(2000) {
-            let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM scores WHERE dataset_id = "));
-            sql.bind(id)
-                .push(" AND role = 'champion' AND (machine_id, ts) IN (VALUES ");
+            let mut sql = Sql::new("SELECT seq FROM records WHERE dataset_id = ");
+            sql.bind(id).push(" AND (ts, machine_id) IN (VALUES ");
             for (i, (machine_id, ts)) in chunk.iter().enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(machine_id.as_str()).push(", ").bind(*ts).push(")");
+                sql.bind(*ts).push(", ").bind(machine_id.as_str()).push(")");
             }
             sql.push(")");
             for row in sql.fetch_all(&mut conn).await? {
-                out.push(score_from_row(&row)?);
+                seqs.push(row.try_get::<i64, _>("seq")?);
             }
+        }
+        let (Some(&lowest), Some(&highest)) = (seqs.iter().min(), seqs.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        // The blocks of the ingests from the one that stored the lowest sequence number on.
+        let mut sql = Sql::new(&format!(
+            "SELECT {BLOCK_COLUMNS} FROM score_blocks WHERE dataset_id = "
+        ));
+        sql.bind(id)
+            .push(" AND first_seq >= COALESCE((SELECT MAX(first_seq) FROM score_blocks WHERE dataset_id = ")
+            .bind(id)
+            .push(" AND first_seq <= ")
+            .bind(lowest)
+            .push("), ")
+            .bind(lowest)
+            .push(") AND first_seq <= ")
+            .bind(highest)
+            .push(" AND last_seq >= ")
+            .bind(lowest);
+        if let Some(role) = role {
+            sql.push(" AND role = ").bind(role.as_str());
+        }
+        let wanted: HashSet<(&str, i64)> = keys.iter().map(|(m, t)| (m.as_str(), *t)).collect();
+        let mut out = Vec::new();
+        for row in sql.fetch_all(&mut conn).await? {
+            out.extend(
+                block_from_row(&row)?
+                    .into_iter()
+                    .filter(|s| wanted.contains(&(s.machine_id.as_str(), s.ts))),
+            );
         }
         out.sort_by_key(|s| s.position);
         Ok(out)
@@ -292,4 +713,109 @@ async fn dataset_id(conn: &mut AnyConnection, name: &str) -> Result<i64> {
         .await?
         .ok_or_else(|| Error::not_found(format!("No dataset named '{name}'")))?
         .try_get("id")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(machine_id: &str, ts: i64) -> Reading {
+        Reading {
+            machine_id: machine_id.into(),
+            ts,
+            features: Vec::new(),
+            labels: None,
+        }
+    }
+
+    fn head(block: &ScoreBlock, first_position: i64) -> BlockHead {
+        BlockHead {
+            first_position,
+            model: block.model.clone(),
+            version: block.version,
+            role: block.role,
+            received_at: block.received_at,
+            classes: block.classes.as_ref().map(|c| c.to_vec()),
+        }
+    }
+
+    fn classifier() -> ScoreBlock {
+        ScoreBlock {
+            model: "clf".into(),
+            version: 3,
+            role: ScoreRole::Challenger,
+            received_at: 42,
+            records: Arc::new([reading("m1", 10), reading("m-ü", -5), reading("m3", 7)]),
+            classes: Some(Arc::from(vec!["no".to_string(), "yes".to_string()])),
+            values: vec![1.0, 0.0, f64::NAN],
+            probabilities: Some(vec![0.25, 0.75, 0.5, 0.5, f64::NAN, 1.0]),
+        }
+    }
+
+    #[test]
+    fn a_block_reads_back_as_the_scores_it_stored() {
+        for block in [
+            classifier(),
+            ScoreBlock {
+                classes: None,
+                values: vec![1.5, f64::INFINITY, -0.0],
+                probabilities: None,
+                ..classifier()
+            },
+            // A classifier without probabilities.
+            ScoreBlock {
+                probabilities: None,
+                ..classifier()
+            },
+        ] {
+            let blob = encode_block(&block);
+            let read = decode_block(&head(&block, 100), &blob).unwrap();
+            assert_eq!(read, block.stored(100).collect::<Vec<_>>());
+        }
+        let read = decode_block(&head(&classifier(), 100), &encode_block(&classifier())).unwrap();
+        assert_eq!(read[0].position, 100);
+        assert_eq!(read[1].machine_id, "m-ü");
+        assert_eq!(read[1].ts, -5);
+        assert_eq!(read[0].prediction, serde_json::json!("yes"));
+        assert_eq!(
+            read[2].prediction,
+            serde_json::Value::Null,
+            "NaN is no class"
+        );
+        assert_eq!(
+            read[2].probabilities.as_ref().unwrap()["no"],
+            serde_json::Value::Null
+        );
+        assert_eq!(read[2].probabilities.as_ref().unwrap()["yes"], 1.0);
+    }
+
+    #[test]
+    fn a_corrupt_block_is_an_integrity_error_not_a_panic() {
+        let block = classifier();
+        let blob = encode_block(&block);
+        let h = head(&block, 1);
+        // Cut inside the header, inside the first score, and inside the last.
+        for cut in [0, 1, 4, 9, blob.len() - 1] {
+            assert!(
+                matches!(decode_block(&h, &blob[..cut]), Err(Error::Integrity(_))),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            decode_block(&h, &blob[..5]).unwrap(),
+            [],
+            "a header alone holds none"
+        );
+        let mut other_format = blob.clone();
+        other_format[0] = 9;
+        assert!(decode_block(&h, &other_format).is_err());
+        let three_classes = BlockHead {
+            classes: Some(vec!["a".into(), "b".into(), "c".into()]),
+            ..head(&block, 1)
+        };
+        assert!(
+            decode_block(&three_classes, &blob).is_err(),
+            "probabilities per score must match the classes"
+        );
+    }
 }

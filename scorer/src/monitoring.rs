@@ -221,14 +221,14 @@ impl DriftMonitors {
             .map_err(|e| MonitoringError::Input(format!("the drift monitor failed: {e}")))?
         }
         .map_err(|e| MonitoringError::Input(e.to_string()))?;
-        let mut stored = Vec::with_capacity(closed.len());
-        for report in closed {
-            let report = self.store.create_drift_report(&report).await?;
-            let hook = self.hook.read().expect("hook lock").clone();
-            if let Some(hook) = hook {
-                hook(&report);
-            }
-            stored.push(report);
+        if closed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The windows a batch closed are stored together: one commit, not one per window.
+        let stored = self.store.create_drift_reports(&closed).await?;
+        let hook = self.hook.read().expect("hook lock").clone();
+        if let Some(hook) = hook {
+            stored.iter().for_each(|report| hook(report));
         }
         Ok(stored)
     }

@@ -32,10 +32,10 @@ use std::sync::{Arc, Mutex};
 
 use refit_registry::datasets::{Dataset, IngestReport, Reading};
 use refit_registry::db::now_ms;
-use refit_registry::scores::{NewScore, ScoreRole, StoredScore};
+use refit_registry::scores::{ScoreBlock, ScoreRole, StoredScore};
 use refit_registry::{Actor, Result, Store};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
@@ -348,18 +348,17 @@ impl StreamHub {
     async fn score(
         &self,
         dataset: Dataset,
-        fresh: Vec<Reading>,
+        fresh: Arc<[Reading]>,
         models: Vec<String>,
         order: Arc<tokio::sync::Mutex<()>>,
         received_at: i64,
-    ) -> Result<(Vec<NewScore>, ScoreOutcome)> {
+    ) -> Result<(Vec<ScoreBlock>, ScoreOutcome)> {
         if fresh.is_empty() {
             return Ok((Vec::new(), (Vec::new(), Vec::new(), None, Vec::new())));
         }
         // Taken under the dataset's row lock and released after the publish: batches are
         // published in the order of their positions.
         let guard = order.lock_owned().await;
-        let fresh = Arc::new(fresh);
         let dataset = Arc::new(dataset);
         let mut scores = Vec::new();
         let mut scored_by = Vec::new();
@@ -384,7 +383,7 @@ impl StreamHub {
                     }
                 };
                 match score_batch(&served, &dataset, &fresh, role, received_at).await {
-                    Ok((batch, frame, predictions)) => {
+                    Ok((block, frame, predictions)) => {
                         // Drift is watched on what the champion saw and said.
                         if role == ScoreRole::Champion && self.drift.is_some() {
                             observed.push(Observed {
@@ -399,9 +398,9 @@ impl StreamHub {
                             model: model.clone(),
                             version: served.version,
                             role,
-                            scores: batch.len(),
+                            scores: block.records.len(),
                         });
-                        scores.extend(batch);
+                        scores.push(block);
                     }
                     Err(reason) => not_scored.push(NotScored {
                         model: model.clone(),
@@ -448,13 +447,13 @@ struct Observed {
 }
 
 /// A batch's scores, with the frame and predictions they came from.
-type Scored = (Vec<NewScore>, FeatureFrame, Predictions);
+type Scored = (ScoreBlock, FeatureFrame, Predictions);
 
 /// Scores `readings` with one model version; the reason when it cannot.
 async fn score_batch(
     served: &Arc<Served>,
     dataset: &Arc<Dataset>,
-    readings: &Arc<Vec<Reading>>,
+    readings: &Arc<[Reading]>,
     role: ScoreRole,
     received_at: i64,
 ) -> std::result::Result<Scored, String> {
@@ -474,7 +473,7 @@ async fn score_batch(
 fn score_rows(
     served: &Served,
     dataset: &Dataset,
-    readings: &[Reading],
+    readings: &Arc<[Reading]>,
     role: ScoreRole,
     received_at: i64,
 ) -> std::result::Result<Scored, String> {
@@ -502,47 +501,35 @@ fn score_rows(
             served.version, served.model
         )
     })?;
-    let k = info.classes.len();
-    let scores = readings
-        .iter()
-        .enumerate()
-        .map(|(i, r)| NewScore {
-            machine_id: r.machine_id.clone(),
-            ts: r.ts,
-            model: served.model.clone(),
-            version: served.version,
-            role,
-            prediction: prediction_value(served, predictions.values[i]),
-            probabilities: predictions.probabilities.as_ref().map(|p| {
-                info.classes
-                    .iter()
-                    .zip(&p[i * k..(i + 1) * k])
-                    .map(|(c, &x)| (c.clone(), number_value(x)))
-                    .collect::<Map<String, Value>>()
-            }),
-            received_at,
-        })
-        .collect();
-    Ok((scores, frame, predictions))
+    let block = ScoreBlock {
+        model: served.model.clone(),
+        version: served.version,
+        role,
+        received_at,
+        records: readings.clone(),
+        classes: classes(served).map(Arc::from),
+        values: predictions.values.clone(),
+        probabilities: predictions
+            .probabilities
+            .clone()
+            .filter(|_| classes(served).is_some()),
+    };
+    Ok((block, frame, predictions))
+}
+
+/// The class labels of a classifier's predictions; `None` for regression.
+fn classes(served: &Served) -> Option<&[String]> {
+    let info = served.inner.info();
+    (info.task != Task::Regression).then_some(&info.classes[..])
 }
 
 /// One row's prediction as JSON: the number (regression) or the class label, as the batch
-/// scoring endpoints write it.
+/// scoring endpoints and the score log write it.
 pub fn prediction_value(served: &Served, value: f64) -> Value {
-    let info = served.inner.info();
-    match info.task {
-        Task::Regression => number_value(value),
-        Task::Binary | Task::Multiclass => info
-            .classes
-            .get(value as usize)
-            .map_or(Value::Null, |c| Value::String(c.clone())),
-    }
+    refit_registry::scores::prediction_value(classes(served), value)
 }
 
-/// A number as JSON; NaN and infinities (not representable) as `null`.
-pub fn number_value(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
-}
+pub use refit_registry::scores::number_value;
 
 /// What a [`Feed`] yields.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,6 +2,7 @@
 //! write winning, and dead letters for what is refused — all of a request in one transaction.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::Row;
@@ -13,7 +14,7 @@ use super::{Dataset, load_dataset};
 use crate::audit::{self, Actor};
 use crate::db::{Backend, Store, now_ms};
 use crate::error::{Error, Result};
-use crate::scores::{NewScore, StoredScore, append_scores};
+use crate::scores::{ScoreBlock, StoredScore, append_scores};
 use crate::sql::{DirectTransaction, Sql, Tx};
 
 /// Most records in one ingest request.
@@ -193,8 +194,8 @@ impl Store {
         score: F,
     ) -> Result<(IngestReport, Vec<StoredScore>, T)>
     where
-        F: FnOnce(Dataset, Vec<Reading>) -> Fut,
-        Fut: Future<Output = Result<(Vec<NewScore>, T)>>,
+        F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
+        Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
         self.ingest(actor, name, body, ndjson, source, true, score)
             .await
@@ -214,8 +215,8 @@ impl Store {
         score: F,
     ) -> Result<(IngestReport, Vec<StoredScore>, T)>
     where
-        F: FnOnce(Dataset, Vec<Reading>) -> Fut,
-        Fut: Future<Output = Result<(Vec<NewScore>, T)>>,
+        F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
+        Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
         let dataset = self.get_dataset(name).await?;
         let (raws, readings, rejected) = parse_batch(&dataset, body, ndjson, false).await?;
@@ -279,8 +280,8 @@ impl Store {
         score: F,
     ) -> Result<(usize, Vec<StoredScore>, T)>
     where
-        F: FnOnce(Dataset, Vec<Reading>) -> Fut,
-        Fut: Future<Output = Result<(Vec<NewScore>, T)>>,
+        F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
+        Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
         let Batch {
             actor,
@@ -330,17 +331,18 @@ impl Store {
             insert_rows(tx, self.backend(), Table::Labels, dataset, &labelled, false).await?;
         }
         store_dead_letters(tx, dataset.id, source, rejected, raws).await?;
-        let fresh: Vec<Reading> = if collect {
+        let fresh: Arc<[Reading]> = if collect {
             readings
                 .iter()
                 .filter(|r| stored.contains(r))
                 .map(|r| (*r).clone())
                 .collect()
         } else {
-            Vec::new()
+            Arc::new([])
         };
         let (new_scores, extra) = score(dataset.clone(), fresh).await?;
-        let scores = append_scores(tx, dataset.id, new_scores).await?;
+        let seqs = (first_seq, first_seq + readings.len() as i64 - 1);
+        let scores = append_scores(tx, dataset.id, seqs, &new_scores).await?;
         let duplicates = readings.len() - accepted;
         let scored = if collect {
             format!(", {} scores", scores.len())

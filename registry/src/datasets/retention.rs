@@ -13,6 +13,7 @@ use super::snapshots::{slice_has_rows, snapshot_from_row};
 use crate::audit::{self, Actor};
 use crate::db::Store;
 use crate::error::{Error, Result};
+use crate::scores::prune_scores;
 use crate::sql::Sql;
 
 /// One day in ms.
@@ -81,6 +82,17 @@ impl Protection {
         Protection {
             ranges: BTreeMap::from([(None, all)]),
         }
+    }
+
+    /// Whether the reading of `machine` at `ts` is in a protected range: what
+    /// [`Protection::push_condition`] says of it in SQL.
+    fn covers(&self, machine: &str, ts: i64) -> bool {
+        self.ranges.iter().any(|(machines, ranges)| {
+            machines
+                .as_ref()
+                .is_none_or(|m| m.iter().any(|x| x == machine))
+                && ranges.iter().any(|&(from, to)| from <= ts && ts < to)
+        })
     }
 
     /// Appends `(...)`, true for a row (columns `machine_id`, `ts`) in a protected range.
@@ -210,10 +222,13 @@ impl Store {
                 report.kept_for_snapshots = n as u64;
             }
             // Labels and scores first: they go with their readings, which share their keys.
-            for table in ["record_labels", "scores", "records"] {
+            report.deleted_scores = prune_scores(&mut tx, dataset.id, cutoff, |machine, ts| {
+                kept && protection.covers(machine, ts)
+            })
+            .await?;
+            for table in ["record_labels", "records"] {
                 let mut sql = Sql::new(match table {
                     "records" => "DELETE FROM records WHERE dataset_id = ",
-                    "scores" => "DELETE FROM scores WHERE dataset_id = ",
                     _ => "DELETE FROM record_labels WHERE dataset_id = ",
                 });
                 sql.bind(dataset.id).push(" AND ts < ").bind(cutoff);
@@ -224,7 +239,6 @@ impl Store {
                 let n = sql.execute(&mut tx).await?;
                 match table {
                     "records" => report.deleted_records = n,
-                    "scores" => report.deleted_scores = n,
                     _ => report.deleted_labels = n,
                 }
             }
@@ -269,6 +283,26 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covers_agrees_with_the_ranges() {
+        let mut p = Protection::default();
+        p.add(Some(vec!["a".into(), "b".into()]), 10, 20);
+        p.add(None, 100, 200);
+        let p = p.finish();
+        for (machine, ts, covered) in [
+            ("a", 10, true),
+            ("b", 19, true),
+            ("a", 20, false),
+            ("c", 15, false),
+            ("c", 100, true),
+            ("a", 199, true),
+            ("a", 200, false),
+            ("a", 9, false),
+        ] {
+            assert_eq!(p.covers(machine, ts), covered, "{machine} at {ts}");
+        }
+    }
 
     #[test]
     fn ranges_merge_when_they_overlap_or_touch() {

@@ -127,29 +127,37 @@ impl RawClient {
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
         self.stream.write_all(&request).unwrap();
+        // The head is looked for only in what each read adds (a large answer takes many reads).
         let mut got = 0;
+        let mut answer = None;
         loop {
             if got == self.buf.len() {
                 self.buf.resize(got * 2, 0);
             }
             let n = self.stream.read(&mut self.buf[got..]).unwrap();
             assert!(n > 0, "connection closed");
+            let searched = got.saturating_sub(3);
             got += n;
-            let Some(end) = self.buf[..got].windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let head = std::str::from_utf8(&self.buf[..end]).unwrap();
-            assert!(head.starts_with("HTTP/1.1 2"), "{path}: {head}");
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            if got >= end + 4 + length {
-                return self.buf[end + 4..end + 4 + length].to_vec();
+            if answer.is_none()
+                && let Some(at) = self.buf[searched..got]
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+            {
+                let end = searched + at;
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap();
+                assert!(head.starts_with("HTTP/1.1 2"), "{path}: {head}");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                answer = Some(end + 4..end + 4 + length);
+            }
+            if let Some(body) = answer.as_ref().filter(|b| got >= b.end) {
+                return self.buf[body.clone()].to_vec();
             }
         }
     }
