@@ -16,9 +16,12 @@
 //! got so that it can resume from the stored log. Ingest and the other subscribers never wait for
 //! a slow one.
 //!
-//! **Drift.** After the commit, each batch's champion inputs and predictions go to the drift
-//! monitors ([`DriftMonitors::observe`]), which close windows, store reports and fire drift
-//! triggers; a monitoring failure is logged and never fails the ingest.
+//! **Drift.** After the commit, each batch's champion inputs and predictions are queued, in commit
+//! order, for the drift monitors ([`DriftMonitors::observe`]), which close windows, store reports
+//! and fire drift triggers on a task of their own: beside the next batch, not before this one's
+//! answer. The queue is short (a submit waits when it is full), and readers of drift reports wait
+//! for what was queued before them ([`StreamHub::drift_settled`]). A monitoring failure is logged
+//! and never fails the ingest.
 //!
 //! **Resume.** A [`Feed`] subscribes to the live batches *before* it reads the stored log after
 //! the position asked for; once the log is read, it passes on the live batches, skipping what it
@@ -27,8 +30,8 @@
 //! falls between the two.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use refit_registry::datasets::{Dataset, IngestReport, Reading};
 use refit_registry::db::now_ms;
@@ -36,7 +39,7 @@ use refit_registry::scores::{ScoreBlock, ScoreRole, StoredScore};
 use refit_registry::{Actor, Result, Store};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use utoipa::ToSchema;
 
 use crate::frame::FeatureFrame;
@@ -52,6 +55,8 @@ pub const CHALLENGER: &str = "challenger";
 pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1024;
 /// Batches at least this large are scored on the blocking pool.
 const BLOCKING_ROWS: usize = 2_048;
+/// Batches queued for the drift monitors before a submit waits.
+const DRIFT_QUEUE: usize = 4;
 /// Scores read from the log at a time while a feed catches up.
 const REPLAY_PAGE: i64 = 1_000;
 
@@ -131,6 +136,8 @@ pub struct StreamHub {
     models: Arc<ModelServer>,
     /// Where champion scores go for drift monitoring (none: not monitored).
     drift: Option<Arc<DriftMonitors>>,
+    /// The batches on their way to `drift`; started with the first batch.
+    drift_queue: OnceLock<DriftQueue>,
     /// Bound of each subscriber's queue, in batches.
     buffer: usize,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
@@ -177,6 +184,7 @@ impl StreamHub {
             store,
             models,
             drift: None,
+            drift_queue: OnceLock::new(),
             buffer: buffer.max(1),
             channels: Mutex::default(),
             stopping: tokio::sync::watch::Sender::new(false),
@@ -297,30 +305,16 @@ impl StreamHub {
         if !scores.is_empty() {
             self.publish(&channel, scores.clone());
         }
-        drop(guard);
-        if let Some(drift) = &self.drift {
-            for o in &observed {
-                if let Err(e) = drift
-                    .observe(
-                        dataset,
-                        &o.served,
-                        &o.frame,
-                        &o.predictions,
-                        &o.machine_ids,
-                        &o.ts,
-                    )
-                    .await
-                {
-                    tracing::warn!(
-                        dataset,
-                        model = %o.served.model,
-                        version = o.served.version,
-                        error = %e,
-                        "drift monitoring failed"
-                    );
-                }
-            }
+        // Queued under the publish-order guard: the monitors see batches in commit order.
+        if let Some(drift) = &self.drift
+            && !observed.is_empty()
+        {
+            self.drift_queue
+                .get_or_init(|| DriftQueue::start(drift.clone()))
+                .push(dataset, observed)
+                .await;
         }
+        drop(guard);
         let note = (ingest.accepted > 0
             && !scored_by.iter().any(|s| s.role == ScoreRole::Champion))
         .then(|| {
@@ -342,6 +336,14 @@ impl StreamHub {
             note,
             scores,
         })
+    }
+
+    /// Resolves once the drift monitors have taken every batch submitted before the call (their
+    /// windows closed and reports stored): what readers of drift reports wait for.
+    pub async fn drift_settled(&self) {
+        if let Some(queue) = self.drift_queue.get() {
+            queue.settled().await;
+        }
     }
 
     /// Scores the newly stored `fresh` readings; runs inside the ingest's transaction.
@@ -444,6 +446,77 @@ struct Observed {
     predictions: Predictions,
     machine_ids: Vec<String>,
     ts: Vec<i64>,
+}
+
+/// Batches for the drift monitors, taken in order by one task.
+struct DriftQueue {
+    tx: mpsc::Sender<(String, Vec<Observed>)>,
+    /// Batches queued so far, and (sent by the task) batches done.
+    queued: AtomicU64,
+    done: Arc<watch::Sender<u64>>,
+}
+
+impl DriftQueue {
+    /// Starts the task that feeds `drift`; it ends when the queue is dropped.
+    fn start(drift: Arc<DriftMonitors>) -> DriftQueue {
+        let (tx, mut rx) = mpsc::channel::<(String, Vec<Observed>)>(DRIFT_QUEUE);
+        let done = Arc::new(watch::Sender::new(0u64));
+        let finished = done.clone();
+        tokio::spawn(async move {
+            while let Some((dataset, observed)) = rx.recv().await {
+                // A task per batch: a panic in a monitor is logged and the queue goes on.
+                let drift = drift.clone();
+                if let Err(e) = tokio::spawn(observe(drift, dataset, observed)).await {
+                    tracing::error!(error = %e, "drift monitoring failed");
+                }
+                finished.send_modify(|n| *n += 1);
+            }
+        });
+        DriftQueue {
+            tx,
+            queued: AtomicU64::new(0),
+            done,
+        }
+    }
+
+    /// Queues a batch; waits while the queue is full.
+    async fn push(&self, dataset: &str, observed: Vec<Observed>) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send((dataset.to_string(), observed)).await.is_err() {
+            // The task is gone (the runtime is shutting down): nothing will take it.
+            self.done.send_modify(|n| *n += 1);
+        }
+    }
+
+    async fn settled(&self) {
+        let target = self.queued.load(Ordering::Acquire);
+        let _ = self.done.subscribe().wait_for(|&n| n >= target).await;
+    }
+}
+
+/// Hands a batch's champion views to the drift monitors; failures are logged.
+async fn observe(drift: Arc<DriftMonitors>, dataset: String, observed: Vec<Observed>) {
+    for o in &observed {
+        if let Err(e) = drift
+            .observe(
+                &dataset,
+                &o.served,
+                &o.frame,
+                &o.predictions,
+                &o.machine_ids,
+                &o.ts,
+            )
+            .await
+        {
+            tracing::warn!(
+                dataset,
+                model = %o.served.model,
+                version = o.served.version,
+                error = %e,
+                "drift monitoring failed"
+            );
+        }
+    }
 }
 
 /// A batch's scores, with the frame and predictions they came from.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use refit_registry::tokens::Role;
 use refit_registry::{Actor, Store, StoreOptions};
 use refit_scorer::monitoring::DriftMonitors;
@@ -113,7 +114,14 @@ impl Application {
             shutdown.await;
             streams.stop();
         };
-        axum::serve(self.listener, http::app(self.state))
+        // Without TCP_NODELAY, the last segment of a large answer waits for the client's delayed
+        // acknowledgement of the one before.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+            }
+        });
+        axum::serve(listener, http::app(self.state))
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;

@@ -170,6 +170,7 @@ async fn list_reports(
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<axum::Json<ReportList>> {
     let filter = q.filter()?;
+    state.streams.drift_settled().await;
     Ok(axum::Json(ReportList {
         reports: state.store.list_drift_reports(&filter).await?,
     }))
@@ -184,6 +185,7 @@ async fn get_report(
     _: Can<can::ReadDrift>,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<DriftReport>> {
+    state.streams.drift_settled().await;
     Ok(axum::Json(state.store.get_drift_report(id).await?))
 }
 
@@ -198,6 +200,7 @@ async fn feature_series(
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<axum::Json<FeatureSeries>> {
     let filter = q.filter()?;
+    state.streams.drift_settled().await;
     let points = state.store.drift_column_series(&feature, &filter).await?;
     Ok(axum::Json(FeatureSeries { feature, points }))
 }
@@ -211,6 +214,7 @@ async fn machine_ranking(
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<axum::Json<MachineList>> {
     let filter = q.filter()?;
+    state.streams.drift_settled().await;
     let reports = state.store.list_drift_reports(&filter).await?.len();
     let machines = state.store.drift_machine_ranking(&filter, 100).await?;
     Ok(axum::Json(MachineList { reports, machines }))
