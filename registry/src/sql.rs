@@ -257,6 +257,19 @@ impl Tx<'_> {
         self.fetch_i64(sql).await
     }
 
+    /// Runs `f` on the direct SQLite connection, as blocking work when `binds` is large; `None`
+    /// (and `f` not run) on a sqlx connection.
+    pub(crate) fn with_direct<T>(
+        &mut self,
+        binds: usize,
+        f: impl FnOnce(&rusqlite::Connection) -> T,
+    ) -> Option<T> {
+        match self {
+            Tx::Any(_) => None,
+            Tx::Direct(conn) => Some(blocking(binds, || f(conn))),
+        }
+    }
+
     /// The (text, integer) pairs the query returns.
     pub(crate) async fn fetch_keys(&mut self, sql: Sql) -> crate::Result<Vec<(String, i64)>> {
         use sqlx::Row;

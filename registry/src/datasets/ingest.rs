@@ -570,6 +570,20 @@ enum Table {
 }
 
 impl Table {
+    /// One row, on SQLite.
+    fn insert_one(self) -> &'static str {
+        match self {
+            Table::Records => {
+                "INSERT INTO records (dataset_id, machine_id, ts, seq, schema_version, features) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dataset_id, ts, machine_id) DO NOTHING"
+            }
+            Table::Labels => {
+                "INSERT INTO record_labels (dataset_id, machine_id, ts, seq, schema_version, labels) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dataset_id, ts, machine_id) DO NOTHING"
+            }
+        }
+    }
+
     fn insert(self) -> &'static str {
         match self {
             Table::Records => {
@@ -619,10 +633,78 @@ async fn insert_rows(
     rows: &[KeyedRow<'_>],
     which: bool,
 ) -> Result<(usize, Stored)> {
-    let mut count = 0;
     // In key order each insert lands next to the one before, in a page already in cache.
     let mut rows = rows.to_vec();
     rows.sort_unstable_by_key(|&(machine_id, ts, _, _)| (ts, machine_id));
+    let count = match tx.with_direct(rows.len() * 4, |conn| {
+        insert_prepared(conn, table, dataset, &rows)
+    }) {
+        Some(count) => count?,
+        None => insert_statements(tx, backend, table, dataset, &rows).await?,
+    };
+    if !which || count == rows.len() {
+        return Ok((count, Stored::All));
+    }
+    // Some keys were stored before. The rows this call stored carry the sequence numbers it
+    // reserved, which are above every stored one: one range read over the batch's times finds
+    // them (where `RETURNING` would hand back a row per stored record, every time).
+    let (Some(first), Some(from), Some(to)) = (
+        rows.iter().map(|r| r.2).min(),
+        rows.iter().map(|r| r.1).min(),
+        rows.iter().map(|r| r.1).max(),
+    ) else {
+        return Ok((count, Stored::All));
+    };
+    let mut sql = Sql::new("SELECT machine_id, ts FROM ");
+    sql.push(table.name())
+        .push(" WHERE dataset_id = ")
+        .bind(dataset.id)
+        .push(" AND ts >= ")
+        .bind(from)
+        .push(" AND ts <= ")
+        .bind(to)
+        .push(" AND seq >= ")
+        .bind(first);
+    let stored = tx.fetch_keys(sql).await?.into_iter().collect();
+    Ok((count, Stored::Keys(stored)))
+}
+
+/// Inserts rows on SQLite's direct connection: one prepared single-row statement for every row,
+/// bound straight from the rows (a statement of thousands of rows costs more to build and compile
+/// than to run). Returns how many were stored.
+fn insert_prepared(
+    conn: &rusqlite::Connection,
+    table: Table,
+    dataset: &Dataset,
+    rows: &[KeyedRow<'_>],
+) -> rusqlite::Result<usize> {
+    let mut statement = conn.prepare_cached(table.insert_one())?;
+    let mut encoded = Vec::new();
+    let mut stored = 0;
+    for (machine_id, ts, seq, values) in rows {
+        encoded.clear();
+        record::encode(values, &mut encoded);
+        stored += statement.execute(rusqlite::params![
+            dataset.id,
+            machine_id,
+            ts,
+            seq,
+            dataset.schema_version,
+            &encoded
+        ])?;
+    }
+    Ok(stored)
+}
+
+/// Inserts rows through multi-row statements (sqlx's connections); returns how many were stored.
+async fn insert_statements(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    table: Table,
+    dataset: &Dataset,
+    rows: &[KeyedRow<'_>],
+) -> Result<usize> {
+    let mut count = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut sql = Sql::new(table.insert());
         // The dataset and schema version are bound once per statement, not per row.
@@ -678,31 +760,7 @@ async fn insert_rows(
         }
         count += tx.execute(sql).await? as usize;
     }
-    if !which || count == rows.len() {
-        return Ok((count, Stored::All));
-    }
-    // Some keys were stored before. The rows this call stored carry the sequence numbers it
-    // reserved, which are above every stored one: one range read over the batch's times finds
-    // them (where `RETURNING` would hand back a row per stored record, every time).
-    let (Some(first), Some(from), Some(to)) = (
-        rows.iter().map(|r| r.2).min(),
-        rows.iter().map(|r| r.1).min(),
-        rows.iter().map(|r| r.1).max(),
-    ) else {
-        return Ok((count, Stored::All));
-    };
-    let mut sql = Sql::new("SELECT machine_id, ts FROM ");
-    sql.push(table.name())
-        .push(" WHERE dataset_id = ")
-        .bind(dataset.id)
-        .push(" AND ts >= ")
-        .bind(from)
-        .push(" AND ts <= ")
-        .bind(to)
-        .push(" AND seq >= ")
-        .bind(first);
-    let stored = tx.fetch_keys(sql).await?.into_iter().collect();
-    Ok((count, Stored::Keys(stored)))
+    Ok(count)
 }
 
 /// Rows packed into five lists and one blob, for PostgreSQL's `unnest`.
