@@ -102,17 +102,166 @@ impl ScoreBlock {
     }
 }
 
+/// A block as appended to the log: its scores start at `first_position`. Scores are made from it
+/// when they are read ([`AppendedBlock::scores`]) or written as JSON ([`AppendedBlock::views`]),
+/// not for every score appended.
+#[derive(Debug, Clone)]
+pub struct AppendedBlock {
+    /// The position of the block's first score.
+    pub first_position: i64,
+    /// The scores.
+    pub block: ScoreBlock,
+    /// The classes' indices in label order: the order of a score's probabilities in JSON.
+    label_order: Vec<usize>,
+}
+
+impl AppendedBlock {
+    fn new(first_position: i64, block: ScoreBlock) -> AppendedBlock {
+        // As a JSON object (a map by label) has them: sorted, the last of equal labels kept.
+        let by_label: std::collections::BTreeMap<&str, usize> = block
+            .classes
+            .iter()
+            .flat_map(|c| c.iter().enumerate().map(|(i, c)| (c.as_str(), i)))
+            .collect();
+        let label_order = by_label.into_values().collect();
+        AppendedBlock {
+            first_position,
+            block,
+            label_order,
+        }
+    }
+
+    /// Scores in the block.
+    pub fn len(&self) -> usize {
+        self.block.records.len()
+    }
+
+    /// Whether the block holds no scores.
+    pub fn is_empty(&self) -> bool {
+        self.block.records.is_empty()
+    }
+
+    /// The block's scores.
+    pub fn scores(&self) -> impl Iterator<Item = StoredScore> + '_ {
+        self.block.stored(self.first_position)
+    }
+
+    /// The block's scores as borrowed views, which serialize as [`StoredScore`] does.
+    pub fn views(&self) -> impl Iterator<Item = ScoreView<'_>> + '_ {
+        let b = &self.block;
+        let k = b.k();
+        b.records.iter().enumerate().map(move |(i, r)| ScoreView {
+            position: self.first_position + i as i64,
+            machine_id: &r.machine_id,
+            ts: r.ts,
+            model: &b.model,
+            version: b.version,
+            role: b.role,
+            prediction: PredictionView {
+                classes: b.classes.as_deref(),
+                value: b.values[i],
+            },
+            probabilities: b
+                .probabilities
+                .as_ref()
+                .filter(|_| k > 0)
+                .map(|p| ProbabilitiesView {
+                    classes: b.classes.as_deref().unwrap_or_default(),
+                    order: &self.label_order,
+                    row: &p[i * k..(i + 1) * k],
+                }),
+            received_at: b.received_at,
+        })
+    }
+}
+
+/// A score borrowed from its block; serializes exactly as the [`StoredScore`] it stands for.
+#[derive(Debug, Serialize)]
+pub struct ScoreView<'a> {
+    position: i64,
+    machine_id: &'a str,
+    ts: i64,
+    model: &'a str,
+    version: i64,
+    role: ScoreRole,
+    prediction: PredictionView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probabilities: Option<ProbabilitiesView<'a>>,
+    received_at: i64,
+}
+
+/// A prediction, serialized as [`prediction_value`] makes it.
+#[derive(Debug)]
+struct PredictionView<'a> {
+    classes: Option<&'a [String]>,
+    value: f64,
+}
+
+impl Serialize for PredictionView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.classes {
+            None => serialize_number(self.value, s),
+            Some(classes) => match class_of(classes, self.value) {
+                Some(label) => s.serialize_str(label),
+                None => s.serialize_unit(),
+            },
+        }
+    }
+}
+
+/// A score's probabilities, serialized as [`probabilities_value`] makes them.
+#[derive(Debug)]
+struct ProbabilitiesView<'a> {
+    classes: &'a [String],
+    order: &'a [usize],
+    row: &'a [f64],
+}
+
+impl Serialize for ProbabilitiesView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Number(f64);
+        impl Serialize for Number {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serialize_number(self.0, s)
+            }
+        }
+        let mut map = s.serialize_map(Some(self.order.len()))?;
+        for &i in self.order {
+            map.serialize_entry(&self.classes[i], &Number(self.row[i]))?;
+        }
+        map.end()
+    }
+}
+
+/// A number as [`number_value`] writes it: NaN and infinities as `null`.
+fn serialize_number<S: serde::Serializer>(x: f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if x.is_finite() {
+        s.serialize_f64(x)
+    } else {
+        s.serialize_unit()
+    }
+}
+
+/// The label of class `value`, if it is one.
+fn class_of(classes: &[String], value: f64) -> Option<&str> {
+    (value >= 0.0)
+        .then(|| classes.get(value as usize))
+        .flatten()
+        .map(String::as_str)
+}
+
 /// A prediction as JSON: the number (regression), or the label of class `value` (classifiers);
 /// `null` for what has no JSON form (NaN, infinities, no such class).
 pub fn prediction_value(classes: Option<&[String]>, value: f64) -> serde_json::Value {
     match classes {
         None => number_value(value),
-        Some(classes) => (value >= 0.0)
-            .then(|| classes.get(value as usize))
-            .flatten()
-            .map_or(serde_json::Value::Null, |c| {
-                serde_json::Value::String(c.clone())
-            }),
+        Some(classes) => class_of(classes, value).map_or(serde_json::Value::Null, |c| {
+            serde_json::Value::String(c.to_string())
+        }),
     }
 }
 
@@ -302,13 +451,13 @@ fn head_from_row(row: &AnyRow) -> Result<BlockHead> {
 /// Appends the blocks an ingest made of the records it stored, in order, inside the caller's
 /// transaction (which holds the dataset's row lock, so positions are taken in commit order).
 /// `seqs` are the sequence numbers the ingest reserved for its records: a record's scores are
-/// found through its sequence number. Returns the scores as stored, in position order.
+/// found through its sequence number. Returns the blocks with their positions.
 pub(crate) async fn append_scores(
     tx: &mut crate::sql::Tx<'_>,
     dataset_id: i64,
     seqs: (i64, i64),
-    blocks: &[ScoreBlock],
-) -> Result<Vec<StoredScore>> {
+    blocks: Vec<ScoreBlock>,
+) -> Result<Vec<AppendedBlock>> {
     let n: usize = blocks.iter().map(|b| b.records.len()).sum();
     if n == 0 {
         return Ok(Vec::new());
@@ -316,13 +465,14 @@ pub(crate) async fn append_scores(
     let mut position = tx
         .reserve("next_score_position", dataset_id, n as i64)
         .await?;
-    let mut stored = Vec::with_capacity(n);
-    for block in blocks.iter().filter(|b| !b.records.is_empty()) {
-        insert_block(tx, dataset_id, position, seqs, block).await?;
-        stored.extend(block.stored(position));
-        position += block.records.len() as i64;
+    let mut appended = Vec::with_capacity(blocks.len());
+    for block in blocks.into_iter().filter(|b| !b.records.is_empty()) {
+        insert_block(tx, dataset_id, position, seqs, &block).await?;
+        let count = block.records.len() as i64;
+        appended.push(AppendedBlock::new(position, block));
+        position += count;
     }
-    Ok(stored)
+    Ok(appended)
 }
 
 /// A row of `score_blocks`.
@@ -787,6 +937,52 @@ mod tests {
             serde_json::Value::Null
         );
         assert_eq!(read[2].probabilities.as_ref().unwrap()["yes"], 1.0);
+    }
+
+    #[test]
+    fn a_block_writes_its_scores_as_json_as_the_stored_scores_would() {
+        let unsorted = ScoreBlock {
+            classes: Some(Arc::from(vec![
+                "yes".to_string(),
+                "no".to_string(),
+                "maybe".to_string(),
+            ])),
+            values: vec![2.0, -1.0, 7.0],
+            probabilities: Some(vec![
+                0.1,
+                0.2,
+                0.7,
+                f64::INFINITY,
+                0.5,
+                0.5,
+                1.0 / 3.0,
+                1e-300,
+                2.0,
+            ]),
+            ..classifier()
+        };
+        let regression = ScoreBlock {
+            classes: None,
+            values: vec![1.0, f64::NAN, -2.5e-7],
+            probabilities: None,
+            ..classifier()
+        };
+        for block in [classifier(), unsorted, regression] {
+            let appended = AppendedBlock::new(7, block);
+            let views: Vec<ScoreView> = appended.views().collect();
+            let scores: Vec<StoredScore> = appended.scores().collect();
+            assert_eq!(
+                serde_json::to_string(&views).unwrap(),
+                serde_json::to_string(&scores).unwrap()
+            );
+        }
+        let appended = AppendedBlock::new(7, classifier());
+        let json = serde_json::to_value(appended.views().next().unwrap()).unwrap();
+        assert_eq!(json["position"], 7);
+        assert_eq!(
+            json["probabilities"],
+            serde_json::json!({"no": 0.25, "yes": 0.75})
+        );
     }
 
     #[test]

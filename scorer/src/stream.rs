@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use refit_registry::datasets::{Dataset, IngestReport, Reading};
 use refit_registry::db::now_ms;
-use refit_registry::scores::{ScoreBlock, ScoreRole, StoredScore};
+use refit_registry::scores::{AppendedBlock, ScoreBlock, ScoreRole, StoredScore};
 use refit_registry::{Actor, Result, Store};
 use serde::Serialize;
 use serde_json::Value;
@@ -60,8 +60,9 @@ const DRIFT_QUEUE: usize = 4;
 /// Scores read from the log at a time while a feed catches up.
 const REPLAY_PAGE: i64 = 1_000;
 
-/// A batch of champion scores as published, in position order.
-pub type ScoreBatch = Arc<[StoredScore]>;
+/// A batch of champion scores as published, in position order: the champions' blocks of one
+/// ingest (scores are made from them as subscribers read them).
+pub type ScoreBatch = Arc<[AppendedBlock]>;
 
 /// What happened to a submitted batch.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -88,7 +89,7 @@ fn serialize_scores<S: serde::Serializer>(
     scores: &ScoreBatch,
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
-    serializer.collect_seq(scores.iter())
+    serializer.collect_seq(scores.iter().flat_map(AppendedBlock::views))
 }
 
 /// A model version that scored a batch.
@@ -300,7 +301,7 @@ impl StreamHub {
             .await?;
         let scores: ScoreBatch = stored
             .into_iter()
-            .filter(|s| s.role == ScoreRole::Champion)
+            .filter(|b| b.block.role == ScoreRole::Champion)
             .collect();
         if !scores.is_empty() {
             self.publish(&channel, scores.clone());
@@ -660,9 +661,12 @@ impl Feed {
                 continue;
             }
             match self.subscription.next().await {
-                Ok(batch) => self
-                    .queue
-                    .extend(batch.iter().filter(|s| s.position > last).cloned()),
+                Ok(batch) => self.queue.extend(
+                    batch
+                        .iter()
+                        .flat_map(AppendedBlock::scores)
+                        .filter(|s| s.position > last),
+                ),
                 Err(Closed::Overflowed) => {
                     self.ended = true;
                     return Ok(Some(FeedItem::Lagged { last: self.last }));

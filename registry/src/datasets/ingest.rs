@@ -14,7 +14,7 @@ use super::{Dataset, load_dataset};
 use crate::audit::{self, Actor};
 use crate::db::{Backend, Store, now_ms};
 use crate::error::{Error, Result};
-use crate::scores::{ScoreBlock, StoredScore, append_scores};
+use crate::scores::{AppendedBlock, ScoreBlock, append_scores};
 use crate::sql::{DirectTransaction, Sql, Tx};
 
 /// Most records in one ingest request.
@@ -192,7 +192,7 @@ impl Store {
         ndjson: bool,
         source: &str,
         score: F,
-    ) -> Result<(IngestReport, Vec<StoredScore>, T)>
+    ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
     where
         F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
@@ -213,7 +213,7 @@ impl Store {
         source: &str,
         collect: bool,
         score: F,
-    ) -> Result<(IngestReport, Vec<StoredScore>, T)>
+    ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
     where
         F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
@@ -278,7 +278,7 @@ impl Store {
         tx: &mut Tx<'_>,
         batch: Batch<'_>,
         score: F,
-    ) -> Result<(usize, Vec<StoredScore>, T)>
+    ) -> Result<(usize, Vec<AppendedBlock>, T)>
     where
         F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
@@ -342,10 +342,13 @@ impl Store {
         };
         let (new_scores, extra) = score(dataset.clone(), fresh).await?;
         let seqs = (first_seq, first_seq + readings.len() as i64 - 1);
-        let scores = append_scores(tx, dataset.id, seqs, &new_scores).await?;
+        let scores = append_scores(tx, dataset.id, seqs, new_scores).await?;
         let duplicates = readings.len() - accepted;
         let scored = if collect {
-            format!(", {} scores", scores.len())
+            format!(
+                ", {} scores",
+                scores.iter().map(AppendedBlock::len).sum::<usize>()
+            )
         } else {
             String::new()
         };
