@@ -47,7 +47,7 @@ struct Batch<'a> {
     source: &'a str,
     dataset: &'a Dataset,
     /// The valid readings, each key once.
-    readings: &'a [&'a Reading],
+    readings: &'a Arc<[Reading]>,
     rejected: &'a [Rejection],
     /// The raw text of each refused record.
     raws: &'a [String],
@@ -113,6 +113,23 @@ async fn parse_batch(
     })
     .await
     .map_err(|e| Error::Integrity(format!("record parser failed: {e}")))?
+}
+
+/// The readings of a batch, each key once: a key sent twice is stored from its first record, the
+/// later ones are duplicates like any other.
+fn first_of_each_key(readings: Vec<(usize, Reading)>) -> Arc<[Reading]> {
+    let first: Vec<bool> = {
+        let mut seen: HashSet<(&str, i64)> = HashSet::with_capacity(readings.len());
+        readings
+            .iter()
+            .map(|(_, r)| seen.insert((r.machine_id.as_str(), r.ts)))
+            .collect()
+    };
+    readings
+        .into_iter()
+        .zip(first)
+        .filter_map(|((_, r), first)| first.then_some(r))
+        .collect()
 }
 
 /// Reserves `n` sequence numbers of a dataset; returns the first.
@@ -223,12 +240,7 @@ impl Store {
         // A key sent twice in one batch is stored from its first record; the later ones are
         // duplicates like any other.
         let valid = readings.len();
-        let mut seen: HashSet<(&str, i64)> = HashSet::with_capacity(valid);
-        let readings: Vec<&Reading> = readings
-            .iter()
-            .map(|(_, r)| r)
-            .filter(|r| seen.insert((r.machine_id.as_str(), r.ts)))
-            .collect();
+        let readings = first_of_each_key(readings);
         let mut conn = self.writer().await?;
         let batch = Batch {
             actor,
@@ -331,14 +343,14 @@ impl Store {
             insert_rows(tx, self.backend(), Table::Labels, dataset, &labelled, false).await?;
         }
         store_dead_letters(tx, dataset.id, source, rejected, raws).await?;
-        let fresh: Arc<[Reading]> = if collect {
-            readings
+        let fresh: Arc<[Reading]> = match stored {
+            _ if !collect => Arc::new([]),
+            Stored::All => readings.clone(),
+            Stored::Keys(_) => readings
                 .iter()
                 .filter(|r| stored.contains(r))
-                .map(|r| (*r).clone())
-                .collect()
-        } else {
-            Arc::new([])
+                .cloned()
+                .collect(),
         };
         let (new_scores, extra) = score(dataset.clone(), fresh).await?;
         let seqs = (first_seq, first_seq + readings.len() as i64 - 1);
