@@ -85,6 +85,17 @@ pub struct StreamReport {
     pub scores: ScoreBatch,
 }
 
+impl StreamReport {
+    /// The report as JSON, written into a buffer sized for its scores at once (a batch's answer
+    /// runs to megabytes; grown from empty, it would be copied a dozen times).
+    pub fn to_json(&self) -> Vec<u8> {
+        let scores: usize = self.scores.iter().map(AppendedBlock::len).sum();
+        let mut out = Vec::with_capacity(1024 + 256 * scores);
+        serde_json::to_writer(&mut out, self).expect("a stream report serializes");
+        out
+    }
+}
+
 fn serialize_scores<S: serde::Serializer>(
     scores: &ScoreBatch,
     serializer: S,

@@ -65,14 +65,17 @@ async fn post_records(
     caller: Can<can::Ingest>,
     Path(name): Path<String>,
     req: Request,
-) -> ApiResult<axum::Json<StreamReport>> {
+) -> ApiResult<Response> {
     let (ndjson, text) = body_text(&state, req).await?;
-    Ok(axum::Json(
-        state
-            .streams
-            .submit(&caller.actor(), &name, text, ndjson, "stream")
-            .await?,
-    ))
+    let report = state
+        .streams
+        .submit(&caller.actor(), &name, text, ndjson, "stream")
+        .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        report.to_json(),
+    )
+        .into_response())
 }
 
 /// Where to start, and what to list.
@@ -329,7 +332,7 @@ async fn receive_records(mut socket: WebSocket, state: AppState, actor: Actor, n
                     .submit(&actor, &name, text, ndjson, "stream")
                     .await
                 {
-                    Ok(report) => serde_json::to_string(&report).unwrap_or_else(|_| "{}".into()),
+                    Ok(report) => String::from_utf8(report.to_json()).expect("JSON is UTF-8"),
                     Err(e) => error_json(e.into()),
                 }
             }
