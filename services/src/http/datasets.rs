@@ -136,7 +136,9 @@ pub(crate) fn is_ndjson(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("ndjson") || v.contains("jsonl"))
 }
 
-async fn body_text(state: &AppState, req: Request) -> ApiResult<(bool, String)> {
+/// Reads the records of a request body: whether it is NDJSON (by content type, else a JSON
+/// array), and its text.
+pub(crate) async fn body_text(state: &AppState, req: Request) -> ApiResult<(bool, String)> {
     let ndjson = is_ndjson(req.headers());
     let bytes = read_body(req, state.config.max_body_size as usize).await?;
     let text = String::from_utf8(bytes)

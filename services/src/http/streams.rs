@@ -23,8 +23,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Can, can};
+use super::datasets::body_text;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Path, Query, read_body};
+use super::extract::{Path, Query};
 use super::state::AppState;
 
 /// How often an idle subscriber gets a heartbeat (an SSE comment, a WebSocket ping).
@@ -42,15 +43,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(scores))
         // A WebSocket endpoint has no OpenAPI description; the README documents it.
         .route("/streams/{name}/ws", get(ws_records))
-}
-
-/// Reads the records of a request body: NDJSON by content type, else a JSON array.
-async fn body_text(state: &AppState, req: Request) -> ApiResult<(bool, String)> {
-    let ndjson = super::datasets::is_ndjson(req.headers());
-    let bytes = read_body(req, state.config.max_body_size as usize).await?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| ApiError::invalid(format!("the body is not UTF-8: {e}")))?;
-    Ok((ndjson, text))
 }
 
 #[utoipa::path(post, path = "/streams/{name}/records", tag = "streams",
