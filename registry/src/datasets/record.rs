@@ -149,6 +149,36 @@ struct Fields {
     repeated: Option<String>,
 }
 
+impl Fields {
+    fn new(schema: &Schema) -> Fields {
+        Fields {
+            machine: None,
+            time: None,
+            features: (0..schema.features.len()).map(|_| None).collect(),
+            labels: (0..schema.labels.len()).map(|_| None).collect(),
+            unknown: None,
+            repeated: None,
+        }
+    }
+
+    /// Fills field `key`'s slot (noting a field sent twice), or notes `key` as unknown.
+    fn put(&mut self, key: &str, slot: Option<Slot>, value: impl FnOnce() -> Raw) {
+        let target = match slot {
+            Some(Slot::Machine) => &mut self.machine,
+            Some(Slot::Time) => &mut self.time,
+            Some(Slot::Feature(i)) => &mut self.features[i],
+            Some(Slot::Label(i)) => &mut self.labels[i],
+            None => {
+                self.unknown.get_or_insert_with(|| key.to_string());
+                return;
+            }
+        };
+        if target.replace(value()).is_some() {
+            self.repeated.get_or_insert_with(|| key.to_string());
+        }
+    }
+}
+
 struct RecordSeed<'p, 's>(&'p RecordParser<'s>);
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
@@ -167,45 +197,85 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-        let schema = self.0.schema;
-        let mut fields = Fields {
-            machine: None,
-            time: None,
-            features: (0..schema.features.len()).map(|_| None).collect(),
-            labels: (0..schema.labels.len()).map(|_| None).collect(),
-            unknown: None,
-            repeated: None,
-        };
+        let mut fields = Fields::new(self.0.schema);
         let mut next = 0;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let slot = match self.0.order.get(next) {
-                Some((name, slot)) if *name == key.as_ref() => Some(*slot),
-                _ => self.0.slots.get(key.as_ref()).copied(),
-            };
-            if let Some(slot) = slot {
-                next = self.0.position(slot) + 1;
-            }
-            let target = match slot.as_ref() {
-                Some(Slot::Machine) => &mut fields.machine,
-                Some(Slot::Time) => &mut fields.time,
-                Some(Slot::Feature(i)) => &mut fields.features[*i],
-                Some(Slot::Label(i)) => &mut fields.labels[*i],
+            let slot = self.0.slot(&key, &mut next);
+            // An unknown field's value is skipped, whatever it is.
+            let value = match slot {
+                Some(_) => map.next_value::<Raw>()?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
-                    fields.unknown.get_or_insert_with(|| key.into_owned());
-                    continue;
+                    Raw::Null
                 }
             };
-            let value = map.next_value::<Raw>()?;
-            if target.replace(value).is_some() {
-                fields.repeated.get_or_insert_with(|| key.into_owned());
-            }
+            fields.put(&key, slot, || value);
         }
         Ok(fields)
     }
 }
 
 impl<'s> RecordParser<'s> {
+    /// The slot of field `key`, if it is a column; the field after the previous one (`next`) is
+    /// checked first.
+    fn slot(&self, key: &str, next: &mut usize) -> Option<Slot> {
+        let slot = match self.order.get(*next) {
+            Some((name, slot)) if *name == key => Some(*slot),
+            _ => self.slots.get(key).copied(),
+        };
+        if let Some(slot) = slot {
+            *next = self.position(slot) + 1;
+        }
+        slot
+    }
+
+    /// Reads a record written the usual way — one flat JSON object whose keys and strings have
+    /// no escapes or control characters and whose numbers have no exponent and, for integers, at
+    /// most 18 digits — into the fields serde's path would make of it, without serde's dispatch
+    /// per field. `None` for anything else, which serde's path reads (and reports) instead.
+    fn scan(&self, json: &str) -> Option<Fields> {
+        let mut at = Scanner {
+            text: json,
+            bytes: json.as_bytes(),
+            at: 0,
+        };
+        at.whitespace();
+        at.eat(b'{')?;
+        let mut fields = Fields::new(self.schema);
+        let mut next = 0;
+        at.whitespace();
+        if at.eat(b'}').is_none() {
+            loop {
+                at.whitespace();
+                let key = at.plain_string()?;
+                at.whitespace();
+                at.eat(b':')?;
+                at.whitespace();
+                let value = at.plain_value()?;
+                fields.put(key, self.slot(key, &mut next), || value);
+                at.whitespace();
+                match at.bytes.get(at.at)? {
+                    b',' => at.at += 1,
+                    b'}' => {
+                        at.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        at.whitespace();
+        (at.at == at.bytes.len()).then_some(fields)
+    }
+
+    /// Reads a record through serde (what [`RecordParser::scan`] does not read).
+    fn deserialize(&self, json: &str) -> Result<Fields, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        RecordSeed(self)
+            .deserialize(&mut de)
+            .and_then(|f| de.end().map(|()| f))
+    }
+
     /// Where `slot` is in the usual field order.
     fn position(&self, slot: Slot) -> usize {
         let features = if self.labels_only {
@@ -269,11 +339,22 @@ impl<'s> RecordParser<'s> {
             field: field.map(str::to_string),
             reason,
         };
-        let mut de = serde_json::Deserializer::from_str(json);
-        let fields = RecordSeed(self)
-            .deserialize(&mut de)
-            .and_then(|f| de.end().map(|()| f))
-            .map_err(|e| reject(None, format!("not a JSON object: {e}")))?;
+        let fields = match self.scan(json) {
+            Some(fields) => fields,
+            None => self
+                .deserialize(json)
+                .map_err(|e| reject(None, format!("not a JSON object: {e}")))?,
+        };
+        self.validate(index, fields)
+    }
+
+    /// Checks a record's fields against the schema.
+    fn validate(&self, index: usize, fields: Fields) -> Result<Reading, Rejection> {
+        let reject = |field: Option<&str>, reason: String| Rejection {
+            index,
+            field: field.map(str::to_string),
+            reason,
+        };
         if let Some(key) = fields.unknown {
             let what = if self.labels_only && self.schema.feature(&key).is_some() {
                 "is a feature; send readings to the records endpoint"
@@ -363,6 +444,93 @@ impl<'s> RecordParser<'s> {
             features,
             labels,
         })
+    }
+}
+
+/// A cursor over a record's JSON text, for [`RecordParser::scan`].
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.bytes.get(self.at) == Some(&byte)).then(|| self.at += 1)
+    }
+
+    /// A string without escapes or control characters.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        loop {
+            match *self.bytes.get(self.at)? {
+                b'"' => break,
+                b'\\' | 0..0x20 => return None,
+                _ => self.at += 1,
+            }
+        }
+        self.at += 1;
+        Some(&self.text[start..self.at - 1])
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// A string, a number without exponent, `true`, `false` or `null`: as serde reads them.
+    fn plain_value(&mut self) -> Option<Raw> {
+        let rest = &self.bytes[self.at..];
+        for (literal, raw) in [
+            (&b"true"[..], Raw::Bool),
+            (b"false", Raw::Bool),
+            (b"null", Raw::Null),
+        ] {
+            if rest.starts_with(literal) {
+                self.at += literal.len();
+                return Some(raw);
+            }
+        }
+        if rest.first() == Some(&b'"') {
+            return self.plain_string().map(|s| Raw::Text(s.to_string()));
+        }
+        let start = self.at;
+        let _ = self.eat(b'-');
+        let integer = self.digits();
+        // JSON allows no leading zeros.
+        if integer == 0 || (integer > 1 && self.bytes[self.at - integer] == b'0') {
+            return None;
+        }
+        let fraction = match self.eat(b'.') {
+            Some(()) => Some(self.digits()).filter(|&d| d > 0)?,
+            None => 0,
+        };
+        if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
+            return None;
+        }
+        let number = &self.text[start..self.at];
+        if fraction > 0 {
+            // Correctly rounded, as serde_json's `float_roundtrip` parsing is.
+            number.parse().ok().map(Raw::Number)
+        } else if integer <= 18 {
+            // serde_json reads `-0` as the float -0.0, keeping its sign.
+            match number.parse().ok()? {
+                0 if number.starts_with('-') => Some(Raw::Number(-0.0)),
+                n => Some(Raw::Integer(n)),
+            }
+        } else {
+            None
+        }
     }
 }
 
@@ -549,6 +717,146 @@ mod tests {
     }
 
     const FUTURE: i64 = 4_000_000_000_000;
+
+    /// What serde's path alone makes of a record (the reference for the scanner).
+    fn through_serde(parser: &RecordParser, json: &str) -> Result<Reading, Rejection> {
+        match parser.deserialize(json) {
+            Ok(fields) => parser.validate(0, fields),
+            Err(e) => Err(Rejection {
+                index: 0,
+                field: None,
+                reason: format!("not a JSON object: {e}"),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_scanner_reads_usual_records_as_serde_does() {
+        let s = schema();
+        let parser = RecordParser::new(&s, FUTURE, false);
+        for json in [
+            r#"{"machine_id":"M1","ts":5,"temp":300.5,"Type":"L","wear":7,"failure":0}"#,
+            r#" { "ts" : 1700000000000 , "machine_id" : "m-ü" , "Type" : "H", "temp": -0.0 } "#,
+            "{\"machine_id\":\"m\",\"ts\":1,\"temp\":1.25,\"Type\":\"L\",\"wear\":null}\n",
+            r#"{"machine_id":"m","ts":1,"temp":12345678901234.5678,"Type":"M","extra":1}"#,
+            r#"{"machine_id":"m","ts":1,"temp":1,"temp":2,"Type":"L"}"#,
+            r#"{"machine_id":7,"ts":"2024-01-01T00:00:00Z","temp":"NaN","Type":3,"wear":"NaN"}"#,
+            r#"{"machine_id":"m","ts":-5,"temp":true,"Type":"L"}"#,
+            r#"{}"#,
+        ] {
+            assert!(parser.scan(json).is_some(), "scanned: {json}");
+            assert_eq!(
+                parser.parse(0, json),
+                through_serde(&parser, json),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_scanner_leaves_the_rest_to_serde() {
+        let s = schema();
+        let parser = RecordParser::new(&s, FUTURE, false);
+        for json in [
+            r#"{"machine_id":"M\u0031","ts":5,"temp":1,"Type":"L"}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":1e3,"Type":"L"}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":01,"Type":"L"}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":1.,"Type":"L"}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":.5,"Type":"L"}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":-,"Type":"L"}"#,
+            r#"{"machine_id":"M1","ts":12345678901234567890,"temp":1,"Type":"L"}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":[1],"Type":"L"}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":1,"Type":"L","x":{"a":1}}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":1,"Type":"L",}"#,
+            r#"{"machine_id":"M1","ts":5,"temp":1,"Type":"L"} x"#,
+            r#"{"machine_id":"M1","ts":5,"temp":truex,"Type":"L"}"#,
+            "{\"machine_id\":\"a\u{1}b\",\"ts\":5}",
+            r#"{"machine_id":"M1","ts":5"#,
+            r#"[1, 2]"#,
+            "",
+        ] {
+            assert!(parser.scan(json).is_none(), "left to serde: {json}");
+            assert_eq!(
+                parser.parse(0, json),
+                through_serde(&parser, json),
+                "{json}"
+            );
+        }
+    }
+
+    /// Records made of random pieces, usual and not: whichever path reads them, the result is
+    /// serde's.
+    #[test]
+    fn the_scanner_and_serde_agree_on_random_records() {
+        let s = schema();
+        let parser = RecordParser::new(&s, FUTURE, false);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let keys = [
+            "machine_id",
+            "ts",
+            "temp",
+            "Type",
+            "wear",
+            "failure",
+            "other",
+            "te\\u006dp",
+        ];
+        let (mut scanned, mut total) = (0, 0);
+        for _ in 0..20_000 {
+            let mut json = String::from(if next(8) == 0 { " {" } else { "{" });
+            for f in 0..next(7) {
+                if f > 0 {
+                    json.push_str([",", " , ", ",\n"][next(3) as usize]);
+                }
+                let x = f64::from_bits(next(u64::MAX));
+                let value = match next(16) {
+                    0 => format!("{}", next(1 << 62) as i64 - (1 << 61)),
+                    1 => format!("-{}", next(100)),
+                    2 => format!("{x}"),
+                    3 => format!("{x:e}"),
+                    4 => format!("{}", (next(2_000_000) as f64 - 1e6) / 997.0),
+                    5 => format!("{}.{:0>5}", next(1000), next(100_000)),
+                    6 => ["0", "-0", "-0.0", "00", "1.", ".5", "1e5", "1E-3", "-"]
+                        [next(9) as usize]
+                        .into(),
+                    7 => format!("\"m{}\"", next(50)),
+                    8 => "\"NaN\"".into(),
+                    9 => "\"2024-05-01T12:00:00Z\"".into(),
+                    10 => ["true", "false", "null", "nul", "[1]", "{}"][next(6) as usize].into(),
+                    11 => "\"a\\\"b\"".into(),
+                    12 => format!("{}", next(u64::MAX)),
+                    13 => format!("{}", 1_700_000_000_000 + next(1000)),
+                    _ => format!("{}.{}", next(10), next(10)),
+                };
+                json.push_str(&format!(
+                    "\"{}\":{value}",
+                    keys[next(keys.len() as u64) as usize]
+                ));
+            }
+            json.push_str(["}", "} ", "}\n", "", "}}"][next(5) as usize % 5].max("}"));
+            if next(10) == 0 {
+                json.truncate(next(json.len() as u64 + 1) as usize);
+            }
+            total += 1;
+            scanned += usize::from(parser.scan(&json).is_some());
+            assert_eq!(
+                parser.parse(0, &json),
+                through_serde(&parser, &json),
+                "{json}"
+            );
+        }
+        // Both paths are exercised.
+        assert!(
+            scanned * 10 > total && (total - scanned) * 10 > total,
+            "{scanned} of {total} scanned"
+        );
+    }
 
     #[test]
     fn valid_records_parse_with_either_time_form() {
