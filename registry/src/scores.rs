@@ -2,6 +2,11 @@
 //! record's scores are appended in the transaction that stores the record (see
 //! [`Store::ingest_records_scored`]), so "which model scored this record?" always has an answer,
 //! and a subscriber can resume from a position.
+//!
+//! The log is stored in blocks (`score_blocks`, migration 0010): one row per model version per
+//! ingest, its scores in a blob (`encode_block` has the layout). A record's scores are found
+//! through its sequence number, which the blocks of the ingest that stored it cover; retention
+//! rewrites a block that keeps only some of its scores.
 
 use std::collections::HashSet;
 use std::sync::Arc;
