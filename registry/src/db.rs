@@ -531,7 +531,7 @@ const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 16384";
 /// The write-ahead log written out ahead of need by default: its size when the writer's automatic
 /// checkpoint lets it restart (pages of 4 KiB plus a 24-byte header each, and the log's own
 /// 32-byte header), about 64.4 MiB. Under sustained writes the log cycles within this size, so
-/// no commit waits for the file system to allocate blocks (see [`preallocate_wal`]).
+/// no commit waits for the file system to allocate blocks (see `Store::connect`).
 pub const DEFAULT_WAL_PREALLOCATION: u64 = WAL_AUTOCHECKPOINT_PAGES * (4096 + 24) + 32;
 
 /// Extends the write-ahead log to `bytes` with zeros, written and synced, unless it is that long
