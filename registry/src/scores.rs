@@ -597,7 +597,7 @@ pub(crate) async fn convert_legacy_log(conn: &mut AnyConnection, backend: Backen
              s.prediction, s.probabilities, s.received_at, COALESCE(r.seq, -1) AS seq \
              FROM scores s LEFT JOIN records r \
              ON r.dataset_id = s.dataset_id AND r.ts = s.ts AND r.machine_id = s.machine_id \
-             WHERE s.dataset_id > $1 OR (s.dataset_id = $1 AND s.position > $2) \
+             WHERE (s.dataset_id, s.position) > ($1, $2) \
              ORDER BY s.dataset_id, s.position LIMIT $3",
         )
         .bind(after.0)
