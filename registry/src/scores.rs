@@ -664,14 +664,28 @@ pub(crate) async fn prune_scores(
     cutoff: i64,
     keep: impl Fn(&str, i64) -> bool,
 ) -> Result<u64> {
-    let mut sql = Sql::new(&format!(
-        "SELECT last_position, first_seq, last_seq, {BLOCK_COLUMNS} FROM score_blocks \
-         WHERE dataset_id = "
-    ));
+    // The blocks are read one at a time: a long backlog's scores need not fit in memory.
+    let mut sql = Sql::new("SELECT last_position FROM score_blocks WHERE dataset_id = ");
     sql.bind(dataset_id).push(" AND ts_min < ").bind(cutoff);
+    let candidates = sql
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>("last_position"))
+        .collect::<std::result::Result<Vec<i64>, _>>()?;
     let mut deleted = 0;
-    for row in sql.fetch_all(&mut *conn).await? {
-        let head = head_from_row(&row)?;
+    for last_position in candidates {
+        let mut sql = Sql::new(&format!(
+            "SELECT first_seq, last_seq, {BLOCK_COLUMNS} FROM score_blocks WHERE dataset_id = "
+        ));
+        sql.bind(dataset_id)
+            .push(" AND last_position = ")
+            .bind(last_position);
+        let rows = sql.fetch_all(&mut *conn).await?;
+        let Some(row) = rows.first() else {
+            continue;
+        };
+        let head = head_from_row(row)?;
         let blob: Vec<u8> = row.try_get("scores")?;
         let (_, all) = entries(&blob, head.classes.as_deref())?;
         let kept: Vec<&Entry> = all
@@ -682,7 +696,6 @@ pub(crate) async fn prune_scores(
             continue;
         }
         deleted += (all.len() - kept.len()) as u64;
-        let last_position: i64 = row.try_get("last_position")?;
         let mut sql = Sql::new("DELETE FROM score_blocks WHERE dataset_id = ");
         sql.bind(dataset_id)
             .push(" AND last_position = ")

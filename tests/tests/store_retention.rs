@@ -6,7 +6,8 @@
 #[macro_use]
 mod store_support;
 
-use refit_registry::datasets::{Column, ColumnKind, PruneReport, Schema, SnapshotRequest};
+use refit_registry::datasets::{Column, ColumnKind, PruneReport, Schema, SnapshotRequest, Value};
+use refit_registry::scores::{ScoreBlock, ScoreRole};
 use refit_tests::{Db, on_both_databases};
 use serde_json::json;
 use sqlx::Row;
@@ -14,6 +15,7 @@ use store_support::{TestStore, alice, fresh};
 
 on_both_databases!(
     pruning_keeps_what_kept_snapshots_cover_and_drops_the_rest,
+    pruning_takes_the_scores_of_the_readings_it_deletes,
     forced_pruning_releases_the_snapshots_it_takes_rows_from,
     pruning_needs_retention_and_an_existing_dataset,
 );
@@ -99,6 +101,119 @@ async fn old_rows(t: &TestStore, table: &str) -> Vec<(String, i64)> {
         )
     })
     .collect()
+}
+
+/// Dataset `press` as [`press`] makes it, its readings stored by one scored ingest: one block of
+/// 60 scores (the reading's temp), positions 1-60 in request order.
+async fn scored_press(t: &TestStore) {
+    let schema = Schema {
+        features: vec![numeric("temp")],
+        labels: vec![numeric("failure")],
+    };
+    t.store
+        .create_dataset(&alice(), "press", &schema, Some(10))
+        .await
+        .unwrap();
+    let records: Vec<_> = (0..30)
+        .flat_map(|d| {
+            ["m1", "m2"].map(|m| {
+                json!({"machine_id": m, "ts": T0 + d * DAY, "temp": d as f64, "failure": d % 2})
+            })
+        })
+        .collect();
+    let (report, blocks, ()) = t
+        .store
+        .ingest_records_scored(
+            &alice(),
+            "press",
+            json!(records).to_string(),
+            false,
+            "api",
+            |_, fresh| async move {
+                let values = fresh
+                    .iter()
+                    .map(|r| match r.features[0] {
+                        Value::Number(x) => x,
+                        _ => f64::NAN,
+                    })
+                    .collect();
+                let block = ScoreBlock {
+                    model: "press".into(),
+                    version: 1,
+                    role: ScoreRole::Champion,
+                    received_at: 1,
+                    records: fresh,
+                    classes: None,
+                    values,
+                    probabilities: None,
+                };
+                Ok((vec![block], ()))
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 60);
+    assert_eq!(blocks.len(), 1);
+}
+
+/// Pruning deletes the scores of the readings it deletes — from the middle of a block, which is
+/// written again with the rest — and keeps those of readings kept for snapshots, positions
+/// unchanged.
+async fn pruning_takes_the_scores_of_the_readings_it_deletes(db: Db) {
+    let t = fresh(db).await;
+    scored_press(&t).await;
+    snapshots(&t).await;
+    let report = t
+        .store
+        .prune_dataset(&alice(), "press", false)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted_records, 30);
+    assert_eq!(report.deleted_scores, 30, "{report:?}");
+    let scores = t.store.scores_after("press", 0, 1000, None).await.unwrap();
+    let kept: Vec<(String, i64, i64)> = scores
+        .iter()
+        .map(|s| (s.machine_id.clone(), (s.ts - T0) / DAY, s.position))
+        .collect();
+    let mut want = Vec::new();
+    for d in 0..30i64 {
+        for (i, m) in ["m1", "m2"].iter().enumerate() {
+            let snapshot = (2..5).contains(&d) || (*m == "m1" && (6..8).contains(&d));
+            if d >= 19 || snapshot {
+                want.push((m.to_string(), d, 1 + 2 * d + i as i64));
+            }
+        }
+    }
+    assert_eq!(kept, want);
+    for s in &scores {
+        let day = ((s.ts - T0) / DAY) as f64;
+        assert_eq!(
+            s.prediction,
+            json!(day),
+            "each kept score is its own reading's"
+        );
+    }
+    // A kept reading still names the model that scored it; a deleted one has none.
+    let of_kept = t
+        .store
+        .scores_of_record("press", "m1", T0 + 6 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(of_kept.len(), 1);
+    assert_eq!(of_kept[0].position, 13);
+    let of_deleted = t
+        .store
+        .scores_of_record("press", "m2", T0 + 6 * DAY)
+        .await
+        .unwrap();
+    assert!(of_deleted.is_empty());
+    // Pruning again deletes nothing more.
+    let again = t
+        .store
+        .prune_dataset(&alice(), "press", false)
+        .await
+        .unwrap();
+    assert_eq!((again.deleted_records, again.deleted_scores), (0, 0));
 }
 
 async fn verified(t: &TestStore, id: i64) -> (bool, i64) {
