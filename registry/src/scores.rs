@@ -88,22 +88,59 @@ impl ScoreBlock {
     /// The block's scores as stored, the first at `first_position`.
     fn stored(&self, first_position: i64) -> impl Iterator<Item = StoredScore> + '_ {
         let k = self.k();
+        let shared = Shared {
+            model: &self.model,
+            version: self.version,
+            role: self.role,
+            received_at: self.received_at,
+            classes: self.classes.as_deref(),
+        };
         self.records.iter().enumerate().map(move |(i, r)| {
             let probabilities = (k > 0)
                 .then(|| self.probabilities.as_ref().map(|p| &p[i * k..(i + 1) * k]))
                 .flatten();
-            StoredScore {
-                position: first_position + i as i64,
-                machine_id: r.machine_id.clone(),
-                ts: r.ts,
-                model: self.model.clone(),
-                version: self.version,
-                role: self.role,
-                prediction: prediction_value(self.classes.as_deref(), self.values[i]),
-                probabilities: probabilities_value(self.classes.as_deref(), probabilities),
-                received_at: self.received_at,
-            }
+            shared.score(
+                first_position + i as i64,
+                &r.machine_id,
+                r.ts,
+                self.values[i],
+                probabilities,
+            )
         })
+    }
+}
+
+/// What the scores of a block share, borrowed from a block being appended or one read back.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    model: &'a str,
+    version: i64,
+    role: ScoreRole,
+    received_at: i64,
+    classes: Option<&'a [String]>,
+}
+
+impl Shared<'_> {
+    /// A score of the block: its prediction and probabilities as JSON from the raw values.
+    fn score(
+        &self,
+        position: i64,
+        machine_id: &str,
+        ts: i64,
+        value: f64,
+        probabilities: Option<&[f64]>,
+    ) -> StoredScore {
+        StoredScore {
+            position,
+            machine_id: machine_id.to_string(),
+            ts,
+            model: self.model.to_string(),
+            version: self.version,
+            role: self.role,
+            prediction: prediction_value(self.classes, value),
+            probabilities: probabilities_value(self.classes, probabilities),
+            received_at: self.received_at,
+        }
     }
 }
 
@@ -412,6 +449,13 @@ fn entries<'a>(blob: &'a [u8], classes: Option<&[String]>) -> Result<(usize, Vec
 fn decode_block(head: &BlockHead, blob: &[u8]) -> Result<Vec<StoredScore>> {
     let classes = head.classes.as_deref();
     let (k, entries) = entries(blob, classes)?;
+    let shared = Shared {
+        model: &head.model,
+        version: head.version,
+        role: head.role,
+        received_at: head.received_at,
+        classes,
+    };
     let mut row = vec![0.0; k];
     Ok(entries
         .into_iter()
@@ -419,17 +463,13 @@ fn decode_block(head: &BlockHead, blob: &[u8]) -> Result<Vec<StoredScore>> {
             for (p, b) in row.iter_mut().zip(e.probabilities.chunks_exact(8)) {
                 *p = f64::from_le_bytes(b.try_into().expect("8 bytes"));
             }
-            StoredScore {
-                position: head.first_position + i64::from(e.offset),
-                machine_id: e.machine_id.to_string(),
-                ts: e.ts,
-                model: head.model.clone(),
-                version: head.version,
-                role: head.role,
-                prediction: prediction_value(classes, e.value),
-                probabilities: probabilities_value(classes, (k > 0).then_some(&row[..])),
-                received_at: head.received_at,
-            }
+            shared.score(
+                head.first_position + i64::from(e.offset),
+                e.machine_id,
+                e.ts,
+                e.value,
+                (k > 0).then_some(&row[..]),
+            )
         })
         .collect())
 }

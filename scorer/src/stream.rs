@@ -594,10 +594,8 @@ fn score_rows(
         records: readings.clone(),
         classes: classes(served).map(Arc::from),
         values: predictions.values.clone(),
-        probabilities: predictions
-            .probabilities
-            .clone()
-            .filter(|_| classes(served).is_some()),
+        // A regression's block has no classes, so no probabilities are stored for it.
+        probabilities: predictions.probabilities.clone(),
     };
     Ok((block, frame, predictions))
 }

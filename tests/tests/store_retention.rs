@@ -32,10 +32,9 @@ fn numeric(name: &str) -> Column {
     }
 }
 
-/// Dataset `press` (feature temp, label failure) keeping 10 days, with a labelled reading of
-/// machines m1 and m2 at T0 + d days for d in 0..30: the newest is day 29, so the cutoff is
-/// day 19 and days 0-18 (38 readings) are older.
-async fn press(t: &TestStore) {
+/// Creates dataset `press` (feature temp, label failure) keeping 10 days; returns its readings,
+/// a labelled one of machines m1 and m2 at T0 + d days for d in 0..30, as a JSON array.
+async fn press_dataset(t: &TestStore) -> String {
     let schema = Schema {
         features: vec![numeric("temp")],
         labels: vec![numeric("failure")],
@@ -51,9 +50,17 @@ async fn press(t: &TestStore) {
             })
         })
         .collect();
+    json!(records).to_string()
+}
+
+/// Dataset `press` (feature temp, label failure) keeping 10 days, with a labelled reading of
+/// machines m1 and m2 at T0 + d days for d in 0..30: the newest is day 29, so the cutoff is
+/// day 19 and days 0-18 (38 readings) are older.
+async fn press(t: &TestStore) {
+    let records = press_dataset(t).await;
     let report = t
         .store
-        .ingest_records(&alice(), "press", json!(records).to_string(), false, "api")
+        .ingest_records(&alice(), "press", records, false, "api")
         .await
         .unwrap();
     assert_eq!(report.accepted, 60);
@@ -106,27 +113,13 @@ async fn old_rows(t: &TestStore, table: &str) -> Vec<(String, i64)> {
 /// Dataset `press` as [`press`] makes it, its readings stored by one scored ingest: one block of
 /// 60 scores (the reading's temp), positions 1-60 in request order.
 async fn scored_press(t: &TestStore) {
-    let schema = Schema {
-        features: vec![numeric("temp")],
-        labels: vec![numeric("failure")],
-    };
-    t.store
-        .create_dataset(&alice(), "press", &schema, Some(10))
-        .await
-        .unwrap();
-    let records: Vec<_> = (0..30)
-        .flat_map(|d| {
-            ["m1", "m2"].map(|m| {
-                json!({"machine_id": m, "ts": T0 + d * DAY, "temp": d as f64, "failure": d % 2})
-            })
-        })
-        .collect();
+    let records = press_dataset(t).await;
     let (report, blocks, ()) = t
         .store
         .ingest_records_scored(
             &alice(),
             "press",
-            json!(records).to_string(),
+            records,
             false,
             "api",
             |_, fresh| async move {
