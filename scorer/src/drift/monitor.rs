@@ -132,6 +132,13 @@ impl MachineRows {
         self.rows.push(m);
     }
 
+    /// Forgets every row and machine, keeping the buffers.
+    fn clear(&mut self) {
+        self.names.clear();
+        self.index.clear();
+        self.rows.clear();
+    }
+
     /// Rows added.
     pub fn len(&self) -> usize {
         self.rows.len()
@@ -435,14 +442,23 @@ impl DriftMonitor {
         self.open.len()
     }
 
+    /// Empties the open window, keeping its buffers for the next one.
     fn reset(&mut self) {
-        self.open = OpenWindow {
-            features: self.reference.features.iter().map(empty_like).collect(),
-            predictions: Vec::new(),
-            machines: MachineRows::default(),
-            ts: Vec::new(),
-            span: None,
-        };
+        let open = &mut self.open;
+        if open.features.len() == self.reference.features.len() {
+            for column in &mut open.features {
+                match column {
+                    FeatureColumn::Numeric(v) => v.clear(),
+                    FeatureColumn::Categorical(v) => v.clear(),
+                }
+            }
+        } else {
+            open.features = self.reference.features.iter().map(empty_like).collect();
+        }
+        open.predictions.clear();
+        open.machines.clear();
+        open.ts.clear();
+        open.span = None;
     }
 
     /// Adds a scored batch (its features in the model's order, its predictions, each row's

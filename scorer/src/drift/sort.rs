@@ -57,9 +57,10 @@ pub(crate) fn sort_finite_into(values: &[f64], out: &mut Vec<f64>) {
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         if digits == 2 {
-            scratch.order::<2>(&grid, values, out);
+            // Cells of 16 bits, indices below 2^12.
+            scratch.narrow.order::<2>(&grid, values, out);
         } else {
-            scratch.order::<3>(&grid, values, out);
+            scratch.wide.order::<3>(&grid, values, out);
         }
     });
 }
@@ -105,19 +106,59 @@ impl Grid {
     }
 }
 
+/// A value's cell (high half) and index in the sample (low half), in one integer.
+trait Key: Copy + Default {
+    const HALF: u32;
+    fn new(cell: u32, index: usize) -> Self;
+    fn bits(self) -> u64;
+    fn cell(self) -> u64 {
+        self.bits() >> Self::HALF
+    }
+    fn index(self) -> usize {
+        (self.bits() & ((1 << Self::HALF) - 1)) as usize
+    }
+}
+
+/// Cells and indices below 2^16: half the bytes to move.
+impl Key for u32 {
+    const HALF: u32 = 16;
+    fn new(cell: u32, index: usize) -> u32 {
+        (cell << 16) | index as u32
+    }
+    fn bits(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl Key for u64 {
+    const HALF: u32 = 32;
+    fn new(cell: u32, index: usize) -> u64 {
+        (u64::from(cell) << 32) | index as u64
+    }
+    fn bits(self) -> u64 {
+        self
+    }
+}
+
 /// The buffers of one sort, reused by the thread.
 #[derive(Default)]
 struct Scratch {
-    /// Each value's cell (high half) and index (low half).
-    keys: Vec<u64>,
-    spare: Vec<u64>,
+    narrow: Keys<u32>,
+    wide: Keys<u64>,
+}
+
+/// Each value's key, and room to reorder them.
+#[derive(Default)]
+struct Keys<K> {
+    keys: Vec<K>,
+    spare: Vec<K>,
 }
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
-impl Scratch {
+impl<K: Key> Keys<K> {
     /// Sorts `values` (finite, within the grid): an LSD radix sort of `D` 8-bit digits of their
     /// cells, on keys that carry each value's index, then each cell's crowd by value.
     fn order<const D: usize>(&mut self, grid: &Grid, values: &[f64], out: &mut Vec<f64>) {
@@ -129,7 +170,7 @@ impl Scratch {
             for (d, c) in counts.iter_mut().enumerate() {
                 c[((cell >> (8 * d)) & 0xff) as usize] += 1;
             }
-            (u64::from(cell) << 32) | i as u64
+            K::new(cell, i)
         }));
         for c in counts.iter_mut() {
             let mut total = 0;
@@ -139,26 +180,22 @@ impl Scratch {
                 total += k;
             }
         }
-        self.spare.resize(n, 0);
+        self.spare.resize(n, K::default());
         for (d, c) in counts.iter_mut().enumerate() {
-            let shift = 32 + 8 * d as u32;
+            let shift = 8 * d as u32;
             for &key in &self.keys {
-                let at = &mut c[((key >> shift) & 0xff) as usize];
+                let at = &mut c[((key.cell() >> shift) & 0xff) as usize];
                 self.spare[*at as usize] = key;
                 *at += 1;
             }
             std::mem::swap(&mut self.keys, &mut self.spare);
         }
         out.clear();
-        out.extend(
-            self.keys
-                .iter()
-                .map(|&key| values[(key & 0xffff_ffff) as usize]),
-        );
+        out.extend(self.keys.iter().map(|&key| values[key.index()]));
         // Ordered by cell; now each crowd of one cell by value. Most neighbours differ in cell:
         // one comparison each, rarely taken.
         let (keys, sorted) = (&self.keys, out);
-        let same_cell = |a: u64, b: u64| (a ^ b) >> 32 == 0;
+        let same_cell = |a: K, b: K| a.cell() == b.cell();
         let mut i = 1;
         while i < n {
             if !same_cell(keys[i - 1], keys[i]) {
