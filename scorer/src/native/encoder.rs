@@ -49,8 +49,8 @@ impl Encoder {
         self.inputs.iter().map(InputEncoding::width).sum()
     }
 
-    /// Encodes `frame` into a row-major `rows × width()` matrix.
-    pub fn encode(&self, frame: &FeatureFrame) -> Result<Vec<f64>, ModelError> {
+    /// Checks that `frame` has one column of the right kind and length per input.
+    fn check(&self, frame: &FeatureFrame) -> Result<(), ModelError> {
         if frame.columns.len() != self.inputs.len() {
             return Err(ModelError::Input(format!(
                 "expected {} feature columns, got {}",
@@ -58,10 +58,7 @@ impl Encoder {
                 frame.columns.len()
             )));
         }
-        let width = self.width();
         let n = frame.rows;
-        let mut x = vec![0.0; n * width];
-        let mut offset = 0;
         for (j, (enc, column)) in self.inputs.iter().zip(&frame.columns).enumerate() {
             if column.len() != n {
                 return Err(ModelError::Input(format!(
@@ -70,18 +67,38 @@ impl Encoder {
                 )));
             }
             match (enc, column) {
-                (
-                    InputEncoding::Numeric {
-                        impute,
-                        center,
-                        scale,
-                    },
-                    FeatureColumn::Numeric(values),
-                ) => {
-                    for (i, &v) in values.iter().enumerate() {
-                        let v = if v.is_nan() { *impute } else { v };
-                        x[i * width + offset] = (v - center) / scale;
-                    }
+                (InputEncoding::Numeric { .. }, FeatureColumn::Categorical(_)) => {
+                    return Err(ModelError::Input(format!(
+                        "feature column {j} must be numeric"
+                    )));
+                }
+                (InputEncoding::OneHot { .. }, FeatureColumn::Numeric(_)) => {
+                    return Err(ModelError::Input(format!(
+                        "feature column {j} must be categorical"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes `frame` into a row-major `rows × width()` matrix.
+    pub fn encode(&self, frame: &FeatureFrame) -> Result<Vec<f64>, ModelError> {
+        self.check(frame)?;
+        let width = self.width();
+        let mut x = vec![0.0; frame.rows * width];
+        let mut offset = 0;
+        for (enc, column) in self.inputs.iter().zip(&frame.columns) {
+            match (enc, column) {
+                (numeric @ InputEncoding::Numeric { .. }, FeatureColumn::Numeric(values)) => {
+                    let mut rows = x.chunks_exact_mut(width);
+                    standardised(numeric, values, |block| {
+                        // The block first: a zip asks its first iterator first.
+                        for (&v, row) in block.iter().zip(&mut rows) {
+                            row[offset] = v;
+                        }
+                    });
                 }
                 (InputEncoding::OneHot { categories }, FeatureColumn::Categorical(values)) => {
                     for (i, v) in values.iter().enumerate() {
@@ -93,19 +110,106 @@ impl Encoder {
                         }
                     }
                 }
-                (InputEncoding::Numeric { .. }, FeatureColumn::Categorical(_)) => {
-                    return Err(ModelError::Input(format!(
-                        "feature column {j} must be numeric"
-                    )));
-                }
-                (InputEncoding::OneHot { .. }, FeatureColumn::Numeric(_)) => {
-                    return Err(ModelError::Input(format!(
-                        "feature column {j} must be categorical"
-                    )));
-                }
+                _ => unreachable!("checked above"),
             }
             offset += enc.width();
         }
         Ok(x)
+    }
+
+    /// For each row of coefficients, every row's `Σ_j x_j · coef[j]` over its encoded values
+    /// `x`, without building the encoded matrix: a block of rows at a time, column by column,
+    /// which vectorises across rows. The products are added in the order a row's dot product
+    /// adds them, from `-0.0` as `f64`'s `Sum` starts, so the sums are the same to the bit.
+    /// `None` when an input is one-hot (use [`Encoder::encode`]).
+    pub fn linear_sums(
+        &self,
+        frame: &FeatureFrame,
+        coef: &[&[f64]],
+    ) -> Result<Option<Vec<Vec<f64>>>, ModelError> {
+        self.check(frame)?;
+        if self
+            .inputs
+            .iter()
+            .any(|enc| matches!(enc, InputEncoding::OneHot { .. }))
+        {
+            return Ok(None);
+        }
+        let mut sums = vec![vec![-0.0; frame.rows]; coef.len()];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, as just checked.
+            unsafe { add_products_avx512(&self.inputs, &frame.columns, coef, &mut sums) };
+            return Ok(Some(sums));
+        }
+        add_products(&self.inputs, &frame.columns, coef, &mut sums);
+        Ok(Some(sums))
+    }
+}
+
+/// [`add_products`] in registers of eight: the same operations on each value (IEEE division,
+/// product and sum, without fusing), so the same bits, with a quarter of the divisions' time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn add_products_avx512(
+    inputs: &[InputEncoding],
+    columns: &[FeatureColumn],
+    coef: &[&[f64]],
+    sums: &mut [Vec<f64>],
+) {
+    add_products(inputs, columns, coef, sums)
+}
+
+/// Adds every numeric column's products with its coefficients to the rows' sums, in column order.
+#[inline(always)]
+fn add_products(
+    inputs: &[InputEncoding],
+    columns: &[FeatureColumn],
+    coef: &[&[f64]],
+    sums: &mut [Vec<f64>],
+) {
+    for (j, (enc, column)) in inputs.iter().zip(columns).enumerate() {
+        let FeatureColumn::Numeric(values) = column else {
+            unreachable!("numeric columns")
+        };
+        let mut start = 0;
+        standardised(enc, values, |block| {
+            for (sum, c) in sums.iter_mut().zip(coef) {
+                let c = c[j];
+                for (s, &x) in sum[start..start + block.len()].iter_mut().zip(block) {
+                    *s += x * c;
+                }
+            }
+            start += block.len();
+        });
+    }
+}
+
+/// A numeric input's encoded values, handed to `take` a block at a time: standardised into a
+/// contiguous buffer, where the divisions run several to an instruction, and a missing value's
+/// place then given the imputed value's.
+#[inline(always)]
+fn standardised(enc: &InputEncoding, values: &[f64], mut take: impl FnMut(&[f64])) {
+    let &InputEncoding::Numeric {
+        impute,
+        center,
+        scale,
+    } = enc
+    else {
+        unreachable!("a numeric input")
+    };
+    let imputed = (impute - center) / scale;
+    let mut block = [0.0; 256];
+    for chunk in values.chunks(256) {
+        let block = &mut block[..chunk.len()];
+        for (out, &v) in block.iter_mut().zip(chunk) {
+            *out = (v - center) / scale;
+        }
+        for (out, raw) in block.iter_mut().zip(chunk) {
+            if raw.is_nan() {
+                *out = imputed;
+            }
+        }
+        take(block);
     }
 }

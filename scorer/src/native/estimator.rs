@@ -150,6 +150,23 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// A logistic model's class probabilities of one row into `o`, from the row's sum of products
+/// with each coefficient row, `sum(k)`: the sigmoid of the log-odds for two classes, the softmax
+/// otherwise.
+#[inline]
+fn logistic_probabilities(sum: impl Fn(usize) -> f64, intercept: &[f64], o: &mut [f64]) {
+    if o.len() == 2 {
+        let p = sigmoid(sum(0) + intercept[0]);
+        o[0] = 1.0 - p;
+        o[1] = p;
+    } else {
+        for (k, v) in o.iter_mut().enumerate() {
+            *v = sum(k) + intercept[k];
+        }
+        softmax(o);
+    }
+}
+
 /// Softmax in place, shifted by the maximum for stability.
 #[inline]
 fn softmax(row: &mut [f64]) {
@@ -243,6 +260,36 @@ impl Estimator {
         Ok(())
     }
 
+    /// The coefficient rows of a linear or logistic model, for [`Encoder::linear_sums`];
+    /// `None` for other estimators.
+    ///
+    /// [`Encoder::linear_sums`]: super::Encoder::linear_sums
+    pub fn linear_coef(&self) -> Option<Vec<&[f64]>> {
+        match self {
+            Estimator::Linear { coef, .. } => Some(vec![coef]),
+            Estimator::Logistic { coef, .. } => Some(coef.iter().map(Vec::as_slice).collect()),
+            _ => None,
+        }
+    }
+
+    /// What [`Estimator::regress`] or [`Estimator::classify`] gives, from the sums
+    /// [`Encoder::linear_sums`] made with [`Estimator::linear_coef`]'s rows (the same bits).
+    ///
+    /// [`Encoder::linear_sums`]: super::Encoder::linear_sums
+    pub fn from_linear_sums(&self, sums: &[Vec<f64>], n: usize, classes: usize) -> Vec<f64> {
+        match self {
+            Estimator::Linear { intercept, .. } => sums[0].iter().map(|s| s + intercept).collect(),
+            Estimator::Logistic { intercept, .. } => {
+                let mut out = vec![0.0; n * classes];
+                for (i, o) in out.chunks_exact_mut(classes).enumerate() {
+                    logistic_probabilities(|k| sums[k][i], intercept, o);
+                }
+                out
+            }
+            _ => unreachable!("sums of a linear or logistic model"),
+        }
+    }
+
     /// Regression predictions for the row-major `n × width` matrix `x`.
     pub fn regress(&self, x: &[f64], n: usize, width: usize) -> Vec<f64> {
         let rows = x.chunks_exact(width.max(1)).take(n);
@@ -269,16 +316,7 @@ impl Estimator {
         match self {
             Estimator::Logistic { coef, intercept } => {
                 for (r, o) in rows.zip(out.chunks_exact_mut(classes)) {
-                    if classes == 2 {
-                        let p = sigmoid(dot(r, &coef[0]) + intercept[0]);
-                        o[0] = 1.0 - p;
-                        o[1] = p;
-                    } else {
-                        for (k, v) in o.iter_mut().enumerate() {
-                            *v = dot(r, &coef[k]) + intercept[k];
-                        }
-                        softmax(o);
-                    }
+                    logistic_probabilities(|k| dot(r, &coef[k]), intercept, o);
                 }
             }
             Estimator::GaussianNb {

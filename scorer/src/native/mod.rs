@@ -84,17 +84,31 @@ impl Model for NativeModel {
     }
 
     fn predict(&self, frame: &FeatureFrame) -> Result<Predictions, ModelError> {
-        let x = self.encoder.encode(frame)?;
-        let width = self.encoder.width();
         let n = frame.rows;
+        let k = self.info.classes.len();
+        // A linear model over numbers sums column by column; anything else reads encoded rows.
+        let sums = match self.estimator.linear_coef() {
+            Some(coef) => self.encoder.linear_sums(frame, &coef)?,
+            None => None,
+        };
+        let outputs = match sums {
+            Some(sums) => self.estimator.from_linear_sums(&sums, n, k),
+            None => {
+                let x = self.encoder.encode(frame)?;
+                let width = self.encoder.width();
+                match self.info.task {
+                    Task::Regression => self.estimator.regress(&x, n, width),
+                    Task::Binary | Task::Multiclass => self.estimator.classify(&x, n, width, k),
+                }
+            }
+        };
         match self.info.task {
             Task::Regression => Ok(Predictions {
-                values: self.estimator.regress(&x, n, width),
+                values: outputs,
                 probabilities: None,
             }),
             Task::Binary | Task::Multiclass => {
-                let k = self.info.classes.len();
-                let proba = self.estimator.classify(&x, n, width, k);
+                let proba = outputs;
                 let values = proba
                     .chunks_exact(k)
                     .map(|row| argmax(row) as f64)
@@ -117,4 +131,127 @@ fn argmax(row: &[f64]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::FeatureColumn;
+
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// What the model predicts from its encoded rows (the path every estimator has).
+    fn from_rows(model: &NativeModel, frame: &FeatureFrame) -> Vec<f64> {
+        let x = model.encoder.encode(frame).unwrap();
+        let (n, width) = (frame.rows, model.encoder.width());
+        match model.info.task {
+            Task::Regression => model.estimator.regress(&x, n, width),
+            _ => model
+                .estimator
+                .classify(&x, n, width, model.info.classes.len()),
+        }
+    }
+
+    #[test]
+    fn linear_models_sum_by_column_to_the_bits_of_their_rows() {
+        let mut state = 3u64;
+        let features = 7;
+        // More rows than one block; missing values, infinities and a spread of magnitudes.
+        let rows = 600;
+        let columns: Vec<FeatureColumn> = (0..features)
+            .map(|j| {
+                FeatureColumn::Numeric(
+                    (0..rows)
+                        .map(|i| match (i + j) % 97 {
+                            0 => f64::NAN,
+                            1 if j == 2 => f64::INFINITY,
+                            _ => (lcg(&mut state) - 0.3) * 10f64.powi(j as i32 - 3),
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let frame = FeatureFrame { rows, columns };
+        let encoder = Encoder {
+            inputs: (0..features)
+                .map(|j| InputEncoding::Numeric {
+                    impute: j as f64 * 0.5,
+                    center: lcg(&mut state),
+                    scale: 0.1 + lcg(&mut state) * 10f64.powi(j as i32 - 3),
+                })
+                .collect(),
+        };
+        let coef = |state: &mut u64| -> Vec<f64> {
+            (0..features).map(|_| (lcg(state) - 0.5) * 4.0).collect()
+        };
+        let info = |task, classes: &[&str]| ModelInfo {
+            task,
+            features: (0..features).map(|j| format!("f{j}")).collect(),
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            kind: "test".into(),
+        };
+        let models = [
+            (
+                info(Task::Regression, &[]),
+                Estimator::Linear {
+                    coef: coef(&mut state),
+                    intercept: 0.25,
+                },
+            ),
+            (
+                info(Task::Binary, &["a", "b"]),
+                Estimator::Logistic {
+                    coef: vec![coef(&mut state)],
+                    intercept: vec![-0.5],
+                },
+            ),
+            (
+                info(Task::Multiclass, &["a", "b", "c"]),
+                Estimator::Logistic {
+                    coef: (0..3).map(|_| coef(&mut state)).collect(),
+                    intercept: vec![0.1, -0.2, 0.3],
+                },
+            ),
+        ];
+        for (info, estimator) in models {
+            let model = NativeModel {
+                format: FORMAT.into(),
+                info,
+                encoder: encoder.clone(),
+                estimator,
+            };
+            model.check().unwrap();
+            let p = model.predict(&frame).unwrap();
+            let got = p.probabilities.clone().unwrap_or(p.values.clone());
+            let want = from_rows(&model, &frame);
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits(), "{} vs {w}", g);
+            }
+            assert!(got.iter().any(|v| v.is_finite() && *v != 0.0));
+        }
+        // A wrong frame is refused the same way on both paths.
+        let short = FeatureFrame {
+            rows,
+            columns: frame.columns[..features - 1].to_vec(),
+        };
+        let model = NativeModel {
+            format: FORMAT.into(),
+            info: info(Task::Regression, &[]),
+            encoder,
+            estimator: Estimator::Linear {
+                coef: vec![1.0; features],
+                intercept: 0.0,
+            },
+        };
+        assert_eq!(
+            model.predict(&short).unwrap_err().to_string(),
+            model.encoder.encode(&short).unwrap_err().to_string()
+        );
+    }
 }
