@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
-use crate::db::{Store, new_id, now_ms};
+use crate::db::{Backend, Store, new_id, now_ms};
 use crate::error::{Error, Result};
 use crate::experiments::{LifecycleStage, Tag, active_experiment};
 use crate::sql::Sql;
@@ -702,12 +702,13 @@ async fn write_params(conn: &mut AnyConnection, run: &StoredRun, params: &[Param
     Ok(())
 }
 
-/// The statement inserting metric points into the run `run_uuid`, only while the run is active; a
-/// trigger keeps latest_metrics (the newest point per key) in step. An identical point already
-/// stored is skipped.
+/// The statement appending metric points to the log for the run `run_uuid`, only while the run is
+/// active; a trigger keeps latest_metrics (the newest point per key) in step. A point already
+/// stored is appended again and kept once: the history's readers and [`move_metric_log`] drop the
+/// copies.
 fn insert_metrics(run_uuid: &str, metrics: &[Metric]) -> Sql {
     let mut sql = Sql::new(
-        "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) SELECT r.id, v.* FROM runs r, (VALUES ",
+        "INSERT INTO metric_log (run_id, key, step, timestamp, value, is_nan) SELECT r.id, v.* FROM runs r, (VALUES ",
     );
     for (i, m) in metrics.iter().enumerate() {
         let (value, is_nan) = stored_value(m.value);
@@ -725,9 +726,45 @@ fn insert_metrics(run_uuid: &str, metrics: &[Metric]) -> Sql {
     }
     sql.push(") AS v WHERE r.run_uuid = ")
         .bind(run_uuid)
-        .push(" AND r.lifecycle_stage = 'active'")
-        .push(" ON CONFLICT (run_id, key, step, timestamp, value, is_nan) DO NOTHING");
+        .push(" AND r.lifecycle_stage = 'active'");
     sql
+}
+
+/// Points the metric log holds before a write moves them into `metrics`: a move writes each of
+/// the history's leaves it touches once for many batches, and a metric's history reads at most
+/// this many log rows besides its own.
+const METRIC_LOG_MOVE_AT: i64 = 10_000;
+
+/// The statements that move the metric log into `metrics` (identical points once) when it holds
+/// [`METRIC_LOG_MOVE_AT`] points or more, and do nothing otherwise; run after a write to the log,
+/// in its transaction. SQLite has one writer, so copying then deleting is safe; PostgreSQL's
+/// writers run side by side, so there the rows deleted are exactly those copied, in one
+/// statement.
+fn move_metric_log(backend: Backend) -> Vec<Sql> {
+    const COLUMNS: &str = "run_id, key, step, timestamp, value, is_nan";
+    // Every row when the log is full, none otherwise (ids start at 1): a range of the log's key,
+    // so that a log short of full is not scanned; and `max` and `min` apart, each one lookup at
+    // an end of the key (SQLite scans the table for both in one query).
+    let (max, min) = (
+        "(SELECT max(id) FROM metric_log)",
+        "(SELECT min(id) FROM metric_log)",
+    );
+    let full =
+        format!("id <= CASE WHEN {max} - {min} + 1 >= {METRIC_LOG_MOVE_AT} THEN {max} ELSE 0 END");
+    match backend {
+        Backend::Sqlite => vec![
+            Sql::new(&format!(
+                "INSERT INTO metrics ({COLUMNS}) SELECT {COLUMNS} FROM metric_log WHERE {full} \
+                 ORDER BY {COLUMNS} ON CONFLICT DO NOTHING"
+            )),
+            Sql::new(&format!("DELETE FROM metric_log WHERE {full}")),
+        ],
+        Backend::Postgres => vec![Sql::new(&format!(
+            "WITH moved AS (DELETE FROM metric_log WHERE {full} RETURNING {COLUMNS}) \
+             INSERT INTO metrics ({COLUMNS}) SELECT {COLUMNS} FROM moved ORDER BY {COLUMNS} \
+             ON CONFLICT DO NOTHING"
+        ))],
+    }
 }
 
 /// Sets tags on an active run (row `run`) inside the caller's transaction; `mlflow.runName` also
@@ -975,9 +1012,9 @@ impl Store {
                 Some(&detail),
                 run_id,
             );
-            let changed = conn
-                .transaction(vec![insert_metrics(run_id, metrics), audit])
-                .await?;
+            let mut statements = vec![insert_metrics(run_id, metrics), audit];
+            statements.extend(move_metric_log(self.backend()));
+            let changed = conn.transaction(statements).await?;
             if changed[1] == 1 {
                 return Ok(());
             }
@@ -995,6 +1032,9 @@ impl Store {
         write_tags(&mut tx, &run, tags).await?;
         if !metrics.is_empty() {
             insert_metrics(run_id, metrics).execute(&mut tx).await?;
+            for statement in move_metric_log(self.backend()) {
+                statement.execute(&mut tx).await?;
+            }
         }
         audit::record(&mut tx, actor, "runs.log_batch", &target, Some(&detail)).await?;
         tx.commit().await?;
@@ -1036,7 +1076,8 @@ impl Store {
         let run = load_run(&mut conn, run_id).await?;
         let rows = sqlx::query(
             "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_id = $1 AND key = $2 \
-             ORDER BY step, timestamp, value",
+             UNION SELECT key, value, timestamp, step, is_nan FROM metric_log \
+             WHERE run_id = $1 AND key = $2 ORDER BY step, timestamp, value",
         )
         .bind(run.id)
         .bind(key)

@@ -37,6 +37,11 @@ fn metric(key: &str, value: f64, step: i64, timestamp: i64) -> Metric {
     }
 }
 
+/// Distinct metric points stored, in the history and in the log of new points.
+const POINTS: &str = "SELECT COUNT(*) AS n FROM (\
+    SELECT run_id, key, step, timestamp, value, is_nan FROM metrics \
+    UNION SELECT run_id, key, step, timestamp, value, is_nan FROM metric_log) AS points";
+
 async fn experiment(store: &Store) -> String {
     store
         .create_experiment(&alice(), "runs", None, &[])
@@ -368,7 +373,7 @@ async fn delete_restore_and_writes_to_deleted_runs(db: Db) {
         refused
     );
     audit.none().await;
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 0);
+    assert_eq!(t.count(POINTS).await, 0);
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM params").await, 0);
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM input_datasets").await, 0);
 
@@ -462,7 +467,76 @@ async fn metric_history_is_kept_in_full(db: Db) {
         NotFound,
         "nope"
     );
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 6);
+    assert_eq!(t.count(POINTS).await, 6);
+}
+
+async fn the_metric_log_moves_into_the_history(db: Db) {
+    let t = fresh(db).await;
+    let exp = experiment(&t.store).await;
+    let id = new_run(&t.store, &exp).await.info.run_id;
+    // Batches of 1,000 points: ten keys, 100 steps each; the tenth batch takes the log to
+    // 10,000 points, and its write moves them into the history.
+    let batch = |b: i64| -> Vec<Metric> {
+        (0..10)
+            .flat_map(|k| {
+                (b * 100..b * 100 + 100).map(move |step| {
+                    metric(
+                        &format!("k{k}"),
+                        (k * 10_000 + step) as f64 / 7.0,
+                        step,
+                        1_000 + step,
+                    )
+                })
+            })
+            .collect()
+    };
+    for b in 0..9 {
+        t.store
+            .log_batch(&alice(), &id, &batch(b), &[], &[])
+            .await
+            .unwrap();
+    }
+    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metric_log").await, 9_000);
+    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 0);
+    // Points already in the log, logged again before the move: stored once.
+    t.store
+        .log_batch(&alice(), &id, &batch(3)[..50], &[], &[])
+        .await
+        .unwrap();
+    t.store
+        .log_batch(&alice(), &id, &batch(9), &[], &[])
+        .await
+        .unwrap();
+    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metric_log").await, 0);
+    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 10_000);
+    // After the move: new points, and points the history holds logged again.
+    t.store
+        .log_batch(&alice(), &id, &batch(10), &[], &[])
+        .await
+        .unwrap();
+    t.store
+        .log_batch(&alice(), &id, &batch(0), &[], &[])
+        .await
+        .unwrap();
+    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metric_log").await, 2_000);
+    assert_eq!(t.count(POINTS).await, 11_000);
+
+    for k in [0, 3, 9] {
+        let history = t.store.metric_history(&id, &format!("k{k}")).await.unwrap();
+        let want: Vec<(i64, i64, f64)> = (0..1_100)
+            .map(|step| (step, 1_000 + step, (k * 10_000 + step) as f64 / 7.0))
+            .collect();
+        assert_eq!(points(&history), want, "k{k}");
+    }
+    let run = t.store.get_run(&id).await.unwrap();
+    assert_eq!(run.data.metrics.len(), 10);
+    for m in &run.data.metrics {
+        let k: i64 = m.key[1..].parse().unwrap();
+        assert_eq!(
+            (m.step, m.value),
+            (1_099, (k * 10_000 + 1_099) as f64 / 7.0)
+        );
+    }
 }
 
 async fn latest_metric_is_max_by_step_timestamp_value(db: Db) {
@@ -663,7 +737,7 @@ async fn params_are_immutable(db: Db) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 0);
+    assert_eq!(t.count(POINTS).await, 0);
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM latest_metrics").await, 0);
 
     // Two values for one key within a batch are refused the same way.
@@ -685,7 +759,7 @@ async fn params_are_immutable(db: Db) {
         "{message}"
     );
     audit.none().await;
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 0);
+    assert_eq!(t.count(POINTS).await, 0);
 
     assert_err!(
         t.store
@@ -745,7 +819,7 @@ async fn batch_limits(db: Db) {
         "A batch logging request can contain at most 1000 total metrics, params and tags. Got 1001."
     );
     audit.none().await;
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 0);
+    assert_eq!(t.count(POINTS).await, 0);
 
     // Exactly at the limits is fine.
     t.store
@@ -757,7 +831,7 @@ async fn batch_limits(db: Db) {
         .await
         .unwrap();
     assert_eq!(audit.take().await.len(), 2);
-    assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 1000);
+    assert_eq!(t.count(POINTS).await, 1000);
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM params").await, 100);
     let run = t.store.get_run(&id).await.unwrap();
     assert_eq!(run.data.params.len(), 100);
@@ -997,6 +1071,7 @@ on_both_databases!(
     update_status_end_time_and_name,
     delete_restore_and_writes_to_deleted_runs,
     metric_history_is_kept_in_full,
+    the_metric_log_moves_into_the_history,
     latest_metric_is_max_by_step_timestamp_value,
     nan_and_infinities_round_trip,
     params_are_immutable,
