@@ -5,8 +5,6 @@
 #[macro_use]
 mod store_support;
 
-use std::collections::HashSet;
-
 use refit_registry::experiments::Tag;
 use refit_registry::models::NewModelVersion;
 use refit_registry::runs::{Dataset, DatasetInput, Metric, NewRun, Param};
@@ -186,34 +184,49 @@ async fn versions_created_at_once_get_distinct_numbers(db: Db) {
 async fn metrics_logged_at_once_are_all_kept(db: Db) {
     let t = fresh(db).await;
     let run = run_in_default(&t.store).await;
+    // Each writer logs batches of 1,000 points, its first one twice: together more than three
+    // times the 10,000 points at which a write moves the metric log into the history, so moves
+    // run while other writers log (on PostgreSQL, in transactions side by side).
+    const BATCH: i64 = 1_000;
+    const BATCHES: i64 = 4;
     let mut tasks = Vec::new();
     for i in 0..WRITERS as i64 {
         let store = t.store.clone();
         let run = run.clone();
         tasks.push(tokio::spawn(async move {
-            let points: Vec<Metric> = (0..10)
-                .map(|j| Metric {
-                    key: "loss".into(),
-                    value: (i * 10 + j) as f64,
-                    timestamp: 100 + j,
-                    step: i * 10 + j,
-                })
-                .collect();
-            store
-                .log_batch(&alice(), &run, &points, &[], &[])
-                .await
-                .unwrap();
+            let batch = |b: i64| -> Vec<Metric> {
+                (0..BATCH)
+                    .map(|j| {
+                        let step = (i * BATCHES + b) * BATCH + j;
+                        Metric {
+                            key: "loss".into(),
+                            value: step as f64,
+                            timestamp: 100 + j,
+                            step,
+                        }
+                    })
+                    .collect()
+            };
+            for b in (0..BATCHES).chain([0]) {
+                store
+                    .log_batch(&alice(), &run, &batch(b), &[], &[])
+                    .await
+                    .unwrap();
+            }
         }));
     }
     for task in tasks {
         task.await.unwrap();
     }
+    let total = WRITERS as i64 * BATCHES * BATCH;
     let history = t.store.metric_history(&run, "loss").await.unwrap();
-    let steps: HashSet<i64> = history.iter().map(|m| m.step).collect();
-    assert_eq!(history.len(), WRITERS * 10);
-    assert_eq!(steps.len(), WRITERS * 10);
+    assert_eq!(history.len() as i64, total);
+    for (m, step) in history.iter().zip(0..) {
+        assert_eq!((m.step, m.value), (step, step as f64));
+    }
+    assert!(t.count("SELECT COUNT(*) AS n FROM metrics").await >= 10_000);
     let latest = t.store.get_run(&run).await.unwrap().data.metrics;
-    let top = WRITERS as i64 * 10 - 1;
+    let top = total - 1;
     assert_eq!(latest.len(), 1);
     assert_eq!((latest[0].step, latest[0].value), (top, top as f64));
 }
