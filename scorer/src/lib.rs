@@ -17,3 +17,15 @@ pub use frame::{FeatureColumn, FeatureFrame};
 pub use model::{Model, ModelError, ModelInfo, Predictions, Task};
 pub use native::NativeModel;
 pub use refit_registry as registry;
+
+#[cfg(test)]
+mod testing {
+    /// The next value in [0, 1) of a 64-bit linear congruential generator: seeded test data
+    /// that is the same on every machine.
+    pub(crate) fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

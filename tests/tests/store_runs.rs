@@ -490,34 +490,25 @@ async fn the_metric_log_moves_into_the_history(db: Db) {
             })
             .collect()
     };
-    for b in 0..9 {
+    let log = async |points: &[Metric]| {
         t.store
-            .log_batch(&alice(), &id, &batch(b), &[], &[])
+            .log_batch(&alice(), &id, points, &[], &[])
             .await
-            .unwrap();
+            .unwrap()
+    };
+    for b in 0..9 {
+        log(&batch(b)).await;
     }
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM metric_log").await, 9_000);
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 0);
     // Points already in the log, logged again before the move: stored once.
-    t.store
-        .log_batch(&alice(), &id, &batch(3)[..50], &[], &[])
-        .await
-        .unwrap();
-    t.store
-        .log_batch(&alice(), &id, &batch(9), &[], &[])
-        .await
-        .unwrap();
+    log(&batch(3)[..50]).await;
+    log(&batch(9)).await;
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM metric_log").await, 0);
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM metrics").await, 10_000);
     // After the move: new points, and points the history holds logged again.
-    t.store
-        .log_batch(&alice(), &id, &batch(10), &[], &[])
-        .await
-        .unwrap();
-    t.store
-        .log_batch(&alice(), &id, &batch(0), &[], &[])
-        .await
-        .unwrap();
+    log(&batch(10)).await;
+    log(&batch(0)).await;
     assert_eq!(t.count("SELECT COUNT(*) AS n FROM metric_log").await, 2_000);
     assert_eq!(t.count(POINTS).await, 11_000);
 

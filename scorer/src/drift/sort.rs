@@ -239,13 +239,7 @@ impl<K: Key> Keys<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(state: &mut u64) -> f64 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*state >> 11) as f64 / (1u64 << 53) as f64
-    }
+    use crate::testing::lcg;
 
     fn check(values: &[f64]) {
         let sorted = sorted_finite(values);

@@ -503,6 +503,7 @@ impl GapIndex {
 mod tests {
     use super::*;
     use crate::drift::sorted_finite;
+    use crate::testing::lcg;
 
     /// SciPy's `_cdf_distance(1, u, v)` over sorted samples.
     ///
@@ -546,13 +547,6 @@ mod tests {
     /// Within 1e-12 relative, or 1e-15 of the samples' range for a distance of (nearly) zero.
     fn close(a: f64, b: f64, range: f64) -> bool {
         (a - b).abs() <= 1e-12 * a.abs().max(b.abs()) + 1e-15 * range
-    }
-
-    fn lcg(state: &mut u64) -> f64 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*state >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn check(reference: &[f64], current: &[f64]) {

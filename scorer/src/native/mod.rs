@@ -137,13 +137,7 @@ fn argmax(row: &[f64]) -> usize {
 mod tests {
     use super::*;
     use crate::frame::FeatureColumn;
-
-    fn lcg(state: &mut u64) -> f64 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*state >> 11) as f64 / (1u64 << 53) as f64
-    }
+    use crate::testing::lcg;
 
     /// What the model predicts from its encoded rows (the path every estimator has).
     fn from_rows(model: &NativeModel, frame: &FeatureFrame) -> Vec<f64> {
