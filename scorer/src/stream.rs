@@ -304,6 +304,18 @@ impl StreamHub {
         }
         let channel = self.channel(dataset);
         let order = channel.order.clone();
+        // A place in the drift queue is taken before the batch takes the writer and the publish
+        // order: a submit that waited for a full queue while holding them would wait for the
+        // drift monitors, which wait for the writer to store their reports.
+        let drift_slot = match &self.drift {
+            Some(drift) => {
+                self.drift_queue
+                    .get_or_init(|| DriftQueue::start(drift.clone()))
+                    .reserve()
+                    .await
+            }
+            None => None,
+        };
         let (ingest, stored, (scored_by, not_scored, guard, observed)) = self
             .store
             .ingest_records_scored(actor, dataset, body, ndjson, source, |ds, fresh| {
@@ -318,13 +330,10 @@ impl StreamHub {
             self.publish(&channel, scores.clone());
         }
         // Queued under the publish-order guard: the monitors see batches in commit order.
-        if let Some(drift) = &self.drift
+        if let Some(slot) = drift_slot
             && !observed.is_empty()
         {
-            self.drift_queue
-                .get_or_init(|| DriftQueue::start(drift.clone()))
-                .push(dataset, observed)
-                .await;
+            slot.send(dataset, observed);
         }
         drop(guard);
         let note = (ingest.accepted > 0
@@ -491,18 +500,33 @@ impl DriftQueue {
         }
     }
 
-    /// Queues a batch; waits while the queue is full.
-    async fn push(&self, dataset: &str, observed: Vec<Observed>) {
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send((dataset.to_string(), observed)).await.is_err() {
-            // The task is gone (the runtime is shutting down): nothing will take it.
-            self.done.send_modify(|n| *n += 1);
-        }
+    /// A place for one batch; waits while the queue is full. `None` once the task is gone (the
+    /// runtime is shutting down): nothing would take the batch.
+    async fn reserve(&self) -> Option<DriftSlot<'_>> {
+        let permit = self.tx.reserve().await.ok()?;
+        Some(DriftSlot {
+            permit,
+            queued: &self.queued,
+        })
     }
 
     async fn settled(&self) {
         let target = self.queued.load(Ordering::Acquire);
         let _ = self.done.subscribe().wait_for(|&n| n >= target).await;
+    }
+}
+
+/// A reserved place in the drift queue.
+struct DriftSlot<'a> {
+    permit: mpsc::Permit<'a, (String, Vec<Observed>)>,
+    queued: &'a AtomicU64,
+}
+
+impl DriftSlot<'_> {
+    /// Queues a batch, at once.
+    fn send(self, dataset: &str, observed: Vec<Observed>) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.permit.send((dataset.to_string(), observed));
     }
 }
 

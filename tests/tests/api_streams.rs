@@ -58,6 +58,11 @@ fn bad_stream_requests_get_a_4xx_naming_the_cause() {
     on_sqlite(bad_requests);
 }
 
+#[test]
+fn many_clients_at_once_with_drift_windows_closing_all_finish() {
+    on_sqlite(many_clients_with_drift);
+}
+
 /// Longest a test waits for one event.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -1059,4 +1064,65 @@ async fn retention_prunes_the_scores_of_pruned_readings(db: Db) {
     assert_eq!(days, (29..40).collect::<Vec<_>>());
     assert_eq!(kept[0]["position"], 10, "positions are not reused");
     app.stop().await;
+}
+
+/// Twelve clients stream at once while small drift windows close (their reports are written as
+/// batches are stored): every request is answered, every record scored once, and the windows'
+/// reports are stored. (A full drift queue once made a submit wait for the drift task while it
+/// held the order in which batches are published, and the drift task wait for the writer, held
+/// by a submit waiting for that order: the server stopped answering.)
+async fn many_clients_with_drift(db: Db) {
+    const CLIENTS: usize = 12;
+    const BATCHES: usize = 6;
+    const ROWS: usize = 100;
+    const WINDOW: usize = 20;
+    let app = spawn_app(db).await;
+    let crew = Crew::new(&app).await;
+    trained(&crew, "failure").await;
+    crew.alice
+        .call(
+            Method::PUT,
+            "/api/v1/drift/settings/ai4i",
+            json!({"window_rows": WINDOW}),
+            200,
+        )
+        .await;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let crew = &crew;
+            async move {
+                let mut scored = 0;
+                for b in 0..BATCHES {
+                    let report =
+                        stream(&crew.gateway, "ai4i", &synthetic(c * BATCHES + b, ROWS)).await;
+                    assert_eq!(report["accepted"], ROWS, "{report}");
+                    scored += report["scores"].as_array().unwrap().len();
+                }
+                scored
+            }
+        })
+        .collect();
+    let scored = tokio::time::timeout(WAIT, futures_util::future::join_all(clients))
+        .await
+        .expect("every client's requests are answered");
+    assert_eq!(scored, vec![BATCHES * ROWS; CLIENTS]);
+    let logged = log(&crew.oscar, "ai4i").await;
+    let unique: HashSet<i64> = logged
+        .iter()
+        .map(|s| s["position"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        (logged.len(), unique.len()),
+        (CLIENTS * BATCHES * ROWS, CLIENTS * BATCHES * ROWS)
+    );
+    // Every window of live rows closed and was reported.
+    let reports = crew
+        .alice
+        .get("/api/v1/drift/reports?model=failure&source=stream&limit=1000")
+        .await;
+    assert_eq!(
+        reports["reports"].as_array().map(Vec::len),
+        Some(CLIENTS * BATCHES * ROWS / WINDOW),
+        "{reports}"
+    );
 }
