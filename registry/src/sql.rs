@@ -270,25 +270,25 @@ impl Tx<'_> {
         }
     }
 
-    /// The (text, integer) pairs the query returns.
-    pub(crate) async fn fetch_keys(&mut self, sql: Sql) -> crate::Result<Vec<(String, i64)>> {
+    /// The integers of the query's first column.
+    pub(crate) async fn fetch_integers(&mut self, sql: Sql) -> crate::Result<Vec<i64>> {
         use sqlx::Row;
         match self {
             Tx::Any(conn) => sql
                 .fetch_all(conn)
                 .await?
                 .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .map(|r| Ok(r.try_get(0)?))
                 .collect(),
             Tx::Direct(conn) => {
-                let mut keys = Vec::new();
+                let mut values = Vec::new();
                 blocking(sql.binds.len(), || {
                     sql.query_direct(conn, |r| {
-                        keys.push((r.get(0)?, r.get(1)?));
+                        values.push(r.get(0)?);
                         Ok(())
                     })
                 })?;
-                Ok(keys)
+                Ok(values)
             }
         }
     }

@@ -28,10 +28,10 @@ fn main() {
     rt.block_on(prepare(&e));
     let pid = server.child.id();
 
-    // Throughput: 500,000 readings, one client, then two.
+    // Throughput: 500,000 readings with one client, with two, then with four.
     let mut results = Vec::new();
     let mut next = 0usize;
-    for clients in [1, 2] {
+    for clients in [1, 2, 4] {
         let bodies: Vec<Vec<u8>> = (0..500_000 / BATCH)
             .map(|b| body(next + b * BATCH, BATCH))
             .collect();

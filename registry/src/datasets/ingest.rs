@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::record::{self, Reading, RecordParser, Rejection, Value};
+use super::record::{self, ParsedRecords, Reading, RecordParser, Rejection, Value};
 use super::schema::{ENTITY_KEY, Schema, TIME_KEY};
 use super::{Dataset, load_dataset};
 use crate::audit::{self, Actor};
@@ -46,26 +46,21 @@ struct Batch<'a> {
     name: &'a str,
     source: &'a str,
     dataset: &'a Dataset,
-    /// The valid readings, each key once.
-    readings: &'a Arc<[Reading]>,
-    rejected: &'a [Rejection],
-    /// The raw text of each refused record.
-    raws: &'a [String],
+    /// One past the highest record position in the request.
+    span: usize,
     /// Whether the new readings go to `score`.
     collect: bool,
 }
 
-/// A parsed batch: the raw text of each refused record (for its dead letter), the valid readings
-/// with their positions in the request, and the refusals.
-type ParsedBatch = (Vec<String>, Vec<(usize, Reading)>, Vec<Rejection>);
-
-/// Parses a batch on a blocking thread (validation of large batches is CPU work).
+/// Parses a batch on blocking threads (validation of large batches is CPU work); returns one
+/// past the highest record position in the request (its record count, plus any blank NDJSON
+/// lines) and the parsed records.
 async fn parse_batch(
     dataset: &Dataset,
     body: String,
     ndjson: bool,
     labels_only: bool,
-) -> Result<ParsedBatch> {
+) -> Result<(usize, ParsedRecords)> {
     let schema = dataset.schema.clone();
     let max_ts = now_ms() + MAX_FUTURE_MS;
     tokio::task::spawn_blocking(move || {
@@ -76,31 +71,17 @@ async fn parse_batch(
                 parts.len()
             )));
         }
+        let span = parts.last().map_or(0, |&(i, _)| i + 1);
         let parser = RecordParser::new(&schema, max_ts, labels_only);
-        let parse = |parts: &[(usize, &str)]| {
-            let mut readings = Vec::with_capacity(parts.len());
-            let mut rejected = Vec::new();
-            let mut raws = Vec::new();
-            for &(i, part) in parts {
-                match parser.parse(i, part) {
-                    Ok(r) => readings.push((i, r)),
-                    Err(e) => {
-                        raws.push(part.chars().take(4096).collect::<String>());
-                        rejected.push(e);
-                    }
-                }
-            }
-            (raws, readings, rejected)
-        };
-        // Large batches are parsed on two threads: parsing is most of an ingest's CPU work.
+        // Large batches are parsed on two threads: parsing is much of an ingest's CPU work.
         if parts.len() < PARALLEL_PARSE {
-            return Ok(parse(&parts));
+            return Ok((span, parser.parse_all(&parts)));
         }
         let (first, second) = parts.split_at(parts.len() / 2);
         let ((mut raws, mut readings, mut rejected), (raws2, readings2, rejected2)) =
             std::thread::scope(|scope| {
-                let other = scope.spawn(|| parse(second));
-                let mine = parse(first);
+                let other = scope.spawn(|| parser.parse_all(second));
+                let mine = parser.parse_all(first);
                 (
                     mine,
                     other.join().expect("the parser thread does not panic"),
@@ -109,27 +90,10 @@ async fn parse_batch(
         raws.extend(raws2);
         readings.extend(readings2);
         rejected.extend(rejected2);
-        Ok((raws, readings, rejected))
+        Ok((span, (raws, readings, rejected)))
     })
     .await
     .map_err(|e| Error::Integrity(format!("record parser failed: {e}")))?
-}
-
-/// The readings of a batch, each key once: a key sent twice is stored from its first record, the
-/// later ones are duplicates like any other.
-fn first_of_each_key(readings: Vec<(usize, Reading)>) -> Arc<[Reading]> {
-    let first: Vec<bool> = {
-        let mut seen: HashSet<(&str, i64)> = HashSet::with_capacity(readings.len());
-        readings
-            .iter()
-            .map(|(_, r)| seen.insert((r.machine_id.as_str(), r.ts)))
-            .collect()
-    };
-    readings
-        .into_iter()
-        .zip(first)
-        .filter_map(|((_, r), first)| first.then_some(r))
-        .collect()
 }
 
 /// Reserves `n` sequence numbers of a dataset; returns the first.
@@ -236,61 +200,47 @@ impl Store {
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
         let dataset = self.get_dataset(name).await?;
-        let (raws, readings, rejected) = parse_batch(&dataset, body, ndjson, false).await?;
-        // A key sent twice in one batch is stored from its first record; the later ones are
-        // duplicates like any other.
-        let valid = readings.len();
-        let readings = first_of_each_key(readings);
+        let (span, parsed) = parse_batch(&dataset, body, ndjson, false).await?;
         let mut conn = self.writer().await?;
         let batch = Batch {
             actor,
             name,
             source,
             dataset: &dataset,
-            readings: &readings,
-            rejected: &rejected,
-            raws: &raws,
+            span,
             collect,
         };
         // On SQLite the batch is written through the writer's direct connection.
-        let (accepted, scores, extra) = match conn.direct() {
+        match conn.direct() {
             Some(direct) => {
                 let mut transaction = DirectTransaction::begin(direct)?;
                 let out = self
-                    .write_batch(&mut transaction.tx(), batch, score)
+                    .write_batch(&mut transaction.tx(), batch, parsed, score)
                     .await?;
                 transaction.commit()?;
-                out
+                Ok(out)
             }
             None => {
                 let mut tx = conn.begin().await?;
                 let out = self
-                    .write_batch(&mut Tx::Any(&mut tx), batch, score)
+                    .write_batch(&mut Tx::Any(&mut tx), batch, parsed, score)
                     .await?;
                 tx.commit().await?;
-                out
+                Ok(out)
             }
-        };
-        Ok((
-            IngestReport {
-                accepted,
-                duplicates: valid - accepted,
-                rejected,
-            },
-            scores,
-            extra,
-        ))
+        }
     }
 
     /// Writes a parsed batch in the caller's transaction: its new records (and labels), dead
-    /// letters, the scores `score` makes of the new records, and the audit entry. Returns how
-    /// many records were new, the stored scores and what `score` handed back.
+    /// letters, the scores `score` makes of the new records, and the audit entry. Returns the
+    /// report, the stored scores and what `score` handed back.
     async fn write_batch<T, F, Fut>(
         &self,
         tx: &mut Tx<'_>,
         batch: Batch<'_>,
+        (raws, parsed, rejected): ParsedRecords,
         score: F,
-    ) -> Result<(usize, Vec<AppendedBlock>, T)>
+    ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
     where
         F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
@@ -300,62 +250,58 @@ impl Store {
             name,
             source,
             dataset,
-            readings,
-            rejected,
-            raws,
+            span,
             collect,
         } = batch;
-        // Also locks the dataset's row until commit: ingests into one dataset take turns, so the
-        // check for stored keys below cannot race with another ingest's insert.
-        let first_seq = reserve_seq(tx, dataset.id, readings.len()).await?;
-        let with_labels = readings.iter().any(|r| r.labels.is_some());
+        // A record's sequence number is the batch's first plus its position in the request.
+        // Reserving them also locks the dataset's row until commit: ingests into one dataset take
+        // turns, so the check for stored keys below cannot race with another ingest's insert.
+        let first_seq = reserve_seq(tx, dataset.id, span).await?;
+        let readings: Vec<(i64, Reading)> = parsed
+            .into_iter()
+            .map(|(i, r)| (first_seq + i as i64, r))
+            .collect();
         let rows: Vec<KeyedRow> = readings
             .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                (
-                    r.machine_id.as_str(),
-                    r.ts,
-                    first_seq + i as i64,
-                    &r.features[..],
-                )
-            })
+            .map(|(seq, r)| (r.machine_id.as_str(), r.ts, *seq, &r.features[..]))
             .collect();
-        let (accepted, stored) = insert_rows(
-            tx,
-            self.backend(),
-            Table::Records,
-            dataset,
-            &rows,
-            with_labels || collect,
-        )
-        .await?;
+        // A key sent twice is stored from its first record; the later ones are duplicates like
+        // any other.
+        let accepted = insert_rows(tx, self.backend(), Table::Records, dataset, &rows).await?;
+        drop(rows);
+        let valid = readings.len();
+        let with_labels = readings.iter().any(|(_, r)| r.labels.is_some());
+        // The readings this batch stored (in request order), when anything needs them.
+        let fresh: Vec<(i64, Reading)> = if !(collect || with_labels) {
+            Vec::new()
+        } else if accepted == readings.len() {
+            readings
+        } else {
+            let stored = stored_since(tx, dataset, first_seq, &readings).await?;
+            readings
+                .into_iter()
+                .filter(|(seq, _)| stored.contains(seq))
+                .collect()
+        };
         if with_labels {
-            let labelled: Vec<KeyedRow> = readings
+            let labelled: Vec<KeyedRow> = fresh
                 .iter()
-                .enumerate()
-                .filter(|(_, r)| stored.contains(r))
-                .filter_map(|(i, r)| {
-                    let labels = r.labels.as_deref()?;
-                    Some((r.machine_id.as_str(), r.ts, first_seq + i as i64, labels))
+                .filter_map(|(seq, r)| {
+                    Some((r.machine_id.as_str(), r.ts, *seq, r.labels.as_deref()?))
                 })
                 .collect();
-            insert_rows(tx, self.backend(), Table::Labels, dataset, &labelled, false).await?;
+            insert_rows(tx, self.backend(), Table::Labels, dataset, &labelled).await?;
         }
-        store_dead_letters(tx, dataset.id, source, rejected, raws).await?;
-        let fresh: Arc<[Reading]> = match stored {
-            _ if !collect => Arc::new([]),
-            Stored::All => readings.clone(),
-            Stored::Keys(_) => readings
-                .iter()
-                .filter(|r| stored.contains(r))
-                .cloned()
-                .collect(),
+        store_dead_letters(tx, dataset.id, source, &rejected, &raws).await?;
+        let fresh: Arc<[Reading]> = if collect {
+            fresh.into_iter().map(|(_, r)| r).collect()
+        } else {
+            Arc::new([])
         };
         let (new_scores, extra) = score(dataset.clone(), fresh).await?;
-        let seqs = (first_seq, first_seq + readings.len() as i64 - 1);
+        let seqs = (first_seq, first_seq + span as i64 - 1);
         let scores = append_scores(tx, dataset.id, seqs, new_scores).await?;
-        let duplicates = readings.len() - accepted;
+        let duplicates = valid - accepted;
         let scored = if collect {
             format!(
                 ", {} scores",
@@ -374,7 +320,12 @@ impl Store {
             )),
         ))
         .await?;
-        Ok((accepted, scores, extra))
+        let report = IngestReport {
+            accepted,
+            duplicates,
+            rejected,
+        };
+        Ok((report, scores, extra))
     }
 
     /// Stores labels for readings already stored, keyed by (machine_id, ts). A label equal to the
@@ -404,7 +355,8 @@ impl Store {
         ndjson: bool,
     ) -> Result<(IngestReport, Vec<StoredLabels>)> {
         let dataset = self.get_dataset(name).await?;
-        let (mut raws, readings, mut rejected) = parse_batch(&dataset, body, ndjson, true).await?;
+        let (_, (mut raws, readings, mut rejected)) =
+            parse_batch(&dataset, body, ndjson, true).await?;
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let dataset = load_dataset(&mut tx, name).await?;
@@ -504,7 +456,6 @@ impl Store {
             Table::Labels,
             &dataset,
             &numbered,
-            false,
         )
         .await?;
         // Keep the rejections in request order.
@@ -618,70 +569,54 @@ impl Table {
     }
 }
 
-/// Which of a batch's rows were newly stored.
-enum Stored {
-    /// Every one.
-    All,
-    /// Only those with these keys (machine_id, ts).
-    Keys(HashSet<(String, i64)>),
-}
-
-impl Stored {
-    fn contains(&self, reading: &Reading) -> bool {
-        match self {
-            Stored::All => true,
-            Stored::Keys(keys) => keys.contains(&(reading.machine_id.clone(), reading.ts)),
-        }
-    }
-}
-
-/// Inserts `rows` (keys unique among them, numbered from their reserved sequence numbers) into
-/// `table` under the dataset's current schema version, skipping keys already stored. Returns how
-/// many were stored and, when `which`, which ones. The caller holds the dataset's row lock (taken
-/// by [`reserve_seq`]), so no other ingest into the dataset can store a key between the check and
-/// the insert.
+/// Inserts `rows` (numbered by their reserved sequence numbers) into `table` under the dataset's
+/// current schema version, skipping keys already stored; of rows with the same key, the one with
+/// the lowest sequence number is stored. Returns how many were stored. The caller holds the
+/// dataset's row lock (taken by [`reserve_seq`]), so no other ingest into the dataset can store a
+/// key between the check and the insert.
 async fn insert_rows(
     tx: &mut Tx<'_>,
     backend: Backend,
     table: Table,
     dataset: &Dataset,
     rows: &[KeyedRow<'_>],
-    which: bool,
-) -> Result<(usize, Stored)> {
+) -> Result<usize> {
     // In key order each insert lands next to the one before, in a page already in cache.
     let mut rows = rows.to_vec();
-    rows.sort_unstable_by_key(|&(machine_id, ts, _, _)| (ts, machine_id));
-    let count = match tx.with_direct(rows.len() * 4, |conn| {
+    rows.sort_unstable_by_key(|&(machine_id, ts, seq, _)| (ts, machine_id, seq));
+    rows.dedup_by_key(|&mut (machine_id, ts, _, _)| (ts, machine_id));
+    match tx.with_direct(rows.len() * 4, |conn| {
         insert_prepared(conn, table, dataset, &rows)
     }) {
-        Some(count) => count?,
-        None => insert_statements(tx, backend, table, dataset, &rows).await?,
-    };
-    if !which || count == rows.len() {
-        return Ok((count, Stored::All));
+        Some(count) => Ok(count?),
+        None => insert_statements(tx, backend, table, dataset, &rows).await,
     }
-    // Some keys were stored before. The rows this call stored carry the sequence numbers it
-    // reserved, which are above every stored one: one range read over the batch's times finds
-    // them (where `RETURNING` would hand back a row per stored record, every time).
-    let (Some(first), Some(from), Some(to)) = (
-        rows.iter().map(|r| r.2).min(),
-        rows.iter().map(|r| r.1).min(),
-        rows.iter().map(|r| r.1).max(),
+}
+
+/// The sequence numbers of `readings` (numbered from `first_seq`) that this ingest stored. They
+/// are above every stored one, so one range read over the batch's times finds them (where
+/// `RETURNING` would hand back a row per stored record, every time).
+async fn stored_since(
+    tx: &mut Tx<'_>,
+    dataset: &Dataset,
+    first_seq: i64,
+    readings: &[(i64, Reading)],
+) -> Result<HashSet<i64>> {
+    let (Some(from), Some(to)) = (
+        readings.iter().map(|(_, r)| r.ts).min(),
+        readings.iter().map(|(_, r)| r.ts).max(),
     ) else {
-        return Ok((count, Stored::All));
+        return Ok(HashSet::new());
     };
-    let mut sql = Sql::new("SELECT machine_id, ts FROM ");
-    sql.push(table.name())
-        .push(" WHERE dataset_id = ")
-        .bind(dataset.id)
+    let mut sql = Sql::new("SELECT seq FROM records WHERE dataset_id = ");
+    sql.bind(dataset.id)
         .push(" AND ts >= ")
         .bind(from)
         .push(" AND ts <= ")
         .bind(to)
         .push(" AND seq >= ")
-        .bind(first);
-    let stored = tx.fetch_keys(sql).await?.into_iter().collect();
-    Ok((count, Stored::Keys(stored)))
+        .bind(first_seq);
+    Ok(tx.fetch_integers(sql).await?.into_iter().collect())
 }
 
 /// Inserts rows on SQLite's direct connection: one prepared single-row statement for every row,

@@ -53,6 +53,10 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// Parsed records: the raw text of each refused record, the valid readings with their positions
+/// in the request, and the refusals.
+pub type ParsedRecords = (Vec<String>, Vec<(usize, Reading)>, Vec<Rejection>);
+
 /// Longest accepted `machine_id`.
 pub const MAX_MACHINE_ID: usize = 256;
 /// Longest accepted categorical value.
@@ -161,6 +165,16 @@ impl Fields {
         }
     }
 
+    /// Empties every slot, keeping the allocations for the next record.
+    fn clear(&mut self) {
+        self.machine = None;
+        self.time = None;
+        self.features.iter_mut().for_each(|f| *f = None);
+        self.labels.iter_mut().for_each(|l| *l = None);
+        self.unknown = None;
+        self.repeated = None;
+    }
+
     /// Fills field `key`'s slot (noting a field sent twice), or notes `key` as unknown.
     fn put(&mut self, key: &str, slot: Option<Slot>, value: impl FnOnce() -> Raw) {
         let target = match slot {
@@ -233,7 +247,7 @@ impl<'s> RecordParser<'s> {
     /// no escapes or control characters and whose numbers have no exponent and, for integers, at
     /// most 18 digits — into the fields serde's path would make of it, without serde's dispatch
     /// per field. `None` for anything else, which serde's path reads (and reports) instead.
-    fn scan(&self, json: &str) -> Option<Fields> {
+    fn scan(&self, json: &str, fields: &mut Fields) -> Option<()> {
         let mut at = Scanner {
             text: json,
             bytes: json.as_bytes(),
@@ -241,7 +255,7 @@ impl<'s> RecordParser<'s> {
         };
         at.whitespace();
         at.eat(b'{')?;
-        let mut fields = Fields::new(self.schema);
+        fields.clear();
         let mut next = 0;
         at.whitespace();
         if at.eat(b'}').is_none() {
@@ -265,7 +279,7 @@ impl<'s> RecordParser<'s> {
             }
         }
         at.whitespace();
-        (at.at == at.bytes.len()).then_some(fields)
+        (at.at == at.bytes.len()).then_some(())
     }
 
     /// Reads a record through serde (what [`RecordParser::scan`] does not read).
@@ -334,28 +348,54 @@ impl<'s> RecordParser<'s> {
 
     /// Parses and validates one record's JSON text.
     pub fn parse(&self, index: usize, json: &str) -> Result<Reading, Rejection> {
-        let reject = |field: Option<&str>, reason: String| Rejection {
-            index,
-            field: field.map(str::to_string),
-            reason,
-        };
-        let fields = match self.scan(json) {
-            Some(fields) => fields,
-            None => self
-                .deserialize(json)
-                .map_err(|e| reject(None, format!("not a JSON object: {e}")))?,
-        };
+        self.parse_with(&mut Fields::new(self.schema), index, json)
+    }
+
+    /// Parses and validates records (each with its position in the request): the raw text of
+    /// each refused record (for its dead letter), the valid readings with their positions, and
+    /// the refusals.
+    pub fn parse_all(&self, parts: &[(usize, &str)]) -> ParsedRecords {
+        let mut readings = Vec::with_capacity(parts.len());
+        let mut rejected = Vec::new();
+        let mut raws = Vec::new();
+        // One set of slots serves every record.
+        let mut fields = Fields::new(self.schema);
+        for &(i, part) in parts {
+            match self.parse_with(&mut fields, i, part) {
+                Ok(r) => readings.push((i, r)),
+                Err(e) => {
+                    raws.push(part.chars().take(4096).collect::<String>());
+                    rejected.push(e);
+                }
+            }
+        }
+        (raws, readings, rejected)
+    }
+
+    fn parse_with(
+        &self,
+        fields: &mut Fields,
+        index: usize,
+        json: &str,
+    ) -> Result<Reading, Rejection> {
+        if self.scan(json, fields).is_none() {
+            *fields = self.deserialize(json).map_err(|e| Rejection {
+                index,
+                field: None,
+                reason: format!("not a JSON object: {e}"),
+            })?;
+        }
         self.validate(index, fields)
     }
 
     /// Checks a record's fields against the schema.
-    fn validate(&self, index: usize, fields: Fields) -> Result<Reading, Rejection> {
+    fn validate(&self, index: usize, fields: &mut Fields) -> Result<Reading, Rejection> {
         let reject = |field: Option<&str>, reason: String| Rejection {
             index,
             field: field.map(str::to_string),
             reason,
         };
-        if let Some(key) = fields.unknown {
+        if let Some(key) = fields.unknown.take() {
             let what = if self.labels_only && self.schema.feature(&key).is_some() {
                 "is a feature; send readings to the records endpoint"
             } else {
@@ -363,10 +403,10 @@ impl<'s> RecordParser<'s> {
             };
             return Err(reject(Some(&key), format!("unknown field: '{key}' {what}")));
         }
-        if let Some(key) = fields.repeated {
+        if let Some(key) = fields.repeated.take() {
             return Err(reject(Some(&key), format!("field '{key}' appears twice")));
         }
-        let machine_id = match fields.machine {
+        let machine_id = match fields.machine.take() {
             Some(Raw::Text(s))
                 if !s.is_empty()
                     && s.len() <= MAX_MACHINE_ID
@@ -393,7 +433,7 @@ impl<'s> RecordParser<'s> {
                 ));
             }
         };
-        let ts = match fields.time {
+        let ts = match fields.time.take() {
             None | Some(Raw::Null) => return Err(reject(Some(TIME_KEY), "missing ts".into())),
             Some(raw) => parse_time(&raw).map_err(|reason| reject(Some(TIME_KEY), reason))?,
         };
@@ -405,8 +445,8 @@ impl<'s> RecordParser<'s> {
         }
         let mut features = Vec::with_capacity(self.schema.features.len());
         if !self.labels_only {
-            for (raw, column) in fields.features.into_iter().zip(&self.schema.features) {
-                let value = convert(raw, column.kind)
+            for (raw, column) in fields.features.iter_mut().zip(&self.schema.features) {
+                let value = convert(raw.take(), column.kind)
                     .map_err(|reason| reject(Some(&column.name), reason))?;
                 if value == Value::Missing && !column.nullable {
                     return Err(reject(
@@ -426,9 +466,9 @@ impl<'s> RecordParser<'s> {
             .any(|l| l.as_ref().is_some_and(|r| !matches!(r, Raw::Null)));
         let labels = if has_labels {
             let mut labels = Vec::with_capacity(self.schema.labels.len());
-            for (raw, column) in fields.labels.into_iter().zip(&self.schema.labels) {
+            for (raw, column) in fields.labels.iter_mut().zip(&self.schema.labels) {
                 labels.push(
-                    convert(raw, column.kind)
+                    convert(raw.take(), column.kind)
                         .map_err(|reason| reject(Some(&column.name), reason))?,
                 );
             }
@@ -490,19 +530,18 @@ impl<'a> Scanner<'a> {
 
     /// A string, a number without exponent, `true`, `false` or `null`: as serde reads them.
     fn plain_value(&mut self) -> Option<Raw> {
-        let rest = &self.bytes[self.at..];
-        for (literal, raw) in [
-            (&b"true"[..], Raw::Bool),
-            (b"false", Raw::Bool),
-            (b"null", Raw::Null),
-        ] {
-            if rest.starts_with(literal) {
-                self.at += literal.len();
-                return Some(raw);
-            }
-        }
-        if rest.first() == Some(&b'"') {
-            return self.plain_string().map(|s| Raw::Text(s.to_string()));
+        let literal = |at: &mut Self, literal: &[u8], raw: Raw| {
+            at.bytes[at.at..].starts_with(literal).then(|| {
+                at.at += literal.len();
+                raw
+            })
+        };
+        match self.bytes.get(self.at)? {
+            b'"' => return self.plain_string().map(|s| Raw::Text(s.to_string())),
+            b't' => return literal(self, b"true", Raw::Bool),
+            b'f' => return literal(self, b"false", Raw::Bool),
+            b'n' => return literal(self, b"null", Raw::Null),
+            _ => {}
         }
         let start = self.at;
         let _ = self.eat(b'-');
@@ -721,7 +760,7 @@ mod tests {
     /// What serde's path alone makes of a record (the reference for the scanner).
     fn through_serde(parser: &RecordParser, json: &str) -> Result<Reading, Rejection> {
         match parser.deserialize(json) {
-            Ok(fields) => parser.validate(0, fields),
+            Ok(mut fields) => parser.validate(0, &mut fields),
             Err(e) => Err(Rejection {
                 index: 0,
                 field: None,
@@ -744,7 +783,10 @@ mod tests {
             r#"{"machine_id":"m","ts":-5,"temp":true,"Type":"L"}"#,
             r#"{}"#,
         ] {
-            assert!(parser.scan(json).is_some(), "scanned: {json}");
+            assert!(
+                parser.scan(json, &mut Fields::new(&s)).is_some(),
+                "scanned: {json}"
+            );
             assert_eq!(
                 parser.parse(0, json),
                 through_serde(&parser, json),
@@ -775,7 +817,10 @@ mod tests {
             r#"[1, 2]"#,
             "",
         ] {
-            assert!(parser.scan(json).is_none(), "left to serde: {json}");
+            assert!(
+                parser.scan(json, &mut Fields::new(&s)).is_none(),
+                "left to serde: {json}"
+            );
             assert_eq!(
                 parser.parse(0, json),
                 through_serde(&parser, json),
@@ -808,6 +853,7 @@ mod tests {
             "te\\u006dp",
         ];
         let (mut scanned, mut total) = (0, 0);
+        let mut records = Vec::new();
         for _ in 0..20_000 {
             let mut json = String::from(if next(8) == 0 { " {" } else { "{" });
             for f in 0..next(7) {
@@ -844,13 +890,30 @@ mod tests {
                 json.truncate(next(json.len() as u64 + 1) as usize);
             }
             total += 1;
-            scanned += usize::from(parser.scan(&json).is_some());
+            scanned += usize::from(parser.scan(&json, &mut Fields::new(&s)).is_some());
             assert_eq!(
                 parser.parse(0, &json),
                 through_serde(&parser, &json),
                 "{json}"
             );
+            records.push(json);
         }
+        // Parsed as a batch (one set of slots reused from record to record), each record gives
+        // what it gives alone.
+        let parts: Vec<(usize, &str)> = records.iter().map(String::as_str).enumerate().collect();
+        let (raws, readings, rejected) = parser.parse_all(&parts);
+        let (mut readings, mut rejected, mut raws) =
+            (readings.into_iter(), rejected.into_iter(), raws.into_iter());
+        for (i, json) in parts {
+            match parser.parse(i, json) {
+                Ok(reading) => assert_eq!(readings.next(), Some((i, reading))),
+                Err(refusal) => {
+                    assert_eq!(rejected.next(), Some(refusal));
+                    assert_eq!(raws.next().as_deref(), Some(json));
+                }
+            }
+        }
+        assert_eq!((readings.len(), rejected.len(), raws.len()), (0, 0, 0));
         // Both paths are exercised.
         assert!(
             scanned * 10 > total && (total - scanned) * 10 > total,
