@@ -181,10 +181,13 @@ async fn stream_scores_equal_batch_scores_and_duplicates_are_not_rescored(db: Db
     assert!(!scores.is_empty() && scores[0]["probabilities"]["1"].is_f64());
     assert!(labels.contains("0"), "{labels:?}");
 
-    // Resending overlapping records: the stored ones are duplicates and are not scored again.
-    let second = stream(&crew.gateway, "ai4i", &ndjson(3101..=3300)).await;
+    // Resending overlapping records: the stored ones are duplicates and are not scored again;
+    // nor is a new record sent twice in the batch (its second copy is a duplicate).
+    let mut resend = ndjson(3101..=3300);
+    resend.push(resend[150].clone());
+    let second = stream(&crew.gateway, "ai4i", &resend).await;
     assert_eq!(second["accepted"], 100, "{second}");
-    assert_eq!(second["duplicates"], 100);
+    assert_eq!(second["duplicates"], 101);
     assert_eq!(
         positions(&second["scores"]),
         (201..=300).collect::<Vec<_>>()
