@@ -31,6 +31,7 @@ on_both_databases!(
     sse_subscribers_resume_without_gap_or_duplicate,
     a_swap_mid_stream_scores_every_record_once_by_the_version_on_its_score,
     retention_prunes_the_scores_of_pruned_readings,
+    many_clients_at_once_with_drift_windows_closing_all_finish,
 );
 
 /// One database is enough where the behaviour under test is in-process (buffers, protocols).
@@ -56,11 +57,6 @@ fn websockets_take_records_and_serve_scores() {
 #[test]
 fn bad_stream_requests_get_a_4xx_naming_the_cause() {
     on_sqlite(bad_requests);
-}
-
-#[test]
-fn many_clients_at_once_with_drift_windows_closing_all_finish() {
-    on_sqlite(many_clients_with_drift);
 }
 
 /// Longest a test waits for one event.
@@ -1074,7 +1070,7 @@ async fn retention_prunes_the_scores_of_pruned_readings(db: Db) {
 /// reports are stored. (A full drift queue once made a submit wait for the drift task while it
 /// held the order in which batches are published, and the drift task wait for the writer, held
 /// by a submit waiting for that order: the server stopped answering.)
-async fn many_clients_with_drift(db: Db) {
+async fn many_clients_at_once_with_drift_windows_closing_all_finish(db: Db) {
     const CLIENTS: usize = 12;
     const BATCHES: usize = 6;
     const ROWS: usize = 100;
