@@ -267,8 +267,7 @@ impl Store {
             .collect();
         // A key sent twice is stored from its first record; the later ones are duplicates like
         // any other.
-        let accepted = insert_rows(tx, self.backend(), Table::Records, dataset, &rows).await?;
-        drop(rows);
+        let accepted = insert_rows(tx, self.backend(), Table::Records, dataset, rows).await?;
         let valid = readings.len();
         let with_labels = readings.iter().any(|(_, r)| r.labels.is_some());
         // The readings this batch stored (in request order), when anything needs them.
@@ -290,7 +289,7 @@ impl Store {
                     Some((r.machine_id.as_str(), r.ts, *seq, r.labels.as_deref()?))
                 })
                 .collect();
-            insert_rows(tx, self.backend(), Table::Labels, dataset, &labelled).await?;
+            insert_rows(tx, self.backend(), Table::Labels, dataset, labelled).await?;
         }
         store_dead_letters(tx, dataset.id, source, &rejected, &raws).await?;
         let fresh: Arc<[Reading]> = if collect {
@@ -455,7 +454,7 @@ impl Store {
             self.backend(),
             Table::Labels,
             &dataset,
-            &numbered,
+            numbered,
         )
         .await?;
         // Keep the rejections in request order.
@@ -579,10 +578,9 @@ async fn insert_rows(
     backend: Backend,
     table: Table,
     dataset: &Dataset,
-    rows: &[KeyedRow<'_>],
+    mut rows: Vec<KeyedRow<'_>>,
 ) -> Result<usize> {
     // In key order each insert lands next to the one before, in a page already in cache.
-    let mut rows = rows.to_vec();
     rows.sort_unstable_by_key(|&(machine_id, ts, seq, _)| (ts, machine_id, seq));
     rows.dedup_by_key(|&mut (machine_id, ts, _, _)| (ts, machine_id));
     match tx.with_direct(rows.len() * 4, |conn| {
