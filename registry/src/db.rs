@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{Any, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::Result;
@@ -337,7 +337,10 @@ impl Store {
                     .await?
             }
         }
-        crate::scores::convert_legacy_log(&mut conn, self.backend).await
+        // The score log's conversion looks up its records' sequence numbers in `records`: it
+        // goes first.
+        crate::scores::convert_legacy_log(&mut conn, self.backend).await?;
+        crate::datasets::history::convert_legacy_records(&mut conn, self.backend).await
     }
 
     /// A receiver that sees a new value after every committed change to a model alias made
@@ -635,6 +638,29 @@ pub fn new_id() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");
     hex::encode(bytes)
+}
+
+/// Whether the table `name` exists (in the current schema, on PostgreSQL).
+pub(crate) async fn table_exists(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    name: &str,
+) -> Result<bool> {
+    let sql = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        }
+    };
+    let n: i64 = sqlx::query(sql)
+        .bind(name)
+        .fetch_one(conn)
+        .await?
+        .try_get("n")?;
+    Ok(n > 0)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use utoipa::ToSchema;
 
 use crate::datasets::Reading;
-use crate::db::{Backend, Store};
+use crate::db::{Backend, Store, table_exists};
 use crate::error::{Error, Result};
 use crate::sql::{Sql, Tx};
 
@@ -613,20 +613,7 @@ const LEGACY_PAGE: i64 = 5000;
 /// nothing to do once it is gone. A score's sequence number is its record's (-1 when retention
 /// deleted the record: it can no longer be looked up by record, but stays in the log).
 pub(crate) async fn convert_legacy_log(conn: &mut AnyConnection, backend: Backend) -> Result<()> {
-    let exists = match backend {
-        Backend::Sqlite => {
-            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'scores'"
-        }
-        Backend::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = 'scores'"
-        }
-    };
-    let n: i64 = sqlx::query(exists)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("n")?;
-    if n == 0 {
+    if !table_exists(conn, backend, "scores").await? {
         return Ok(());
     }
     let mut tx = conn.begin().await?;
@@ -849,19 +836,12 @@ impl Store {
     ) -> Result<Vec<StoredScore>> {
         let mut conn = self.read.acquire().await?;
         let id = dataset_id(&mut conn, dataset).await?;
-        let mut seqs = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(2000) {
-            let mut sql = Sql::new("SELECT seq FROM records WHERE dataset_id = ");
-            sql.bind(id).push(" AND (ts, machine_id) IN (VALUES ");
-            for (i, (machine_id, ts)) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(*ts).push(", ").bind(machine_id.as_str()).push(")");
-            }
-            sql.push(")");
-            for row in sql.fetch_all(&mut conn).await? {
-                seqs.push(row.try_get::<i64, _>("seq")?);
-            }
-        }
+        let keyed: Vec<(&str, i64)> = keys.iter().map(|(m, t)| (m.as_str(), *t)).collect();
+        let seqs: Vec<i64> = crate::datasets::history::find(&mut Tx::Any(&mut conn), id, &keyed)
+            .await?
+            .into_values()
+            .map(|(seq, _)| seq)
+            .collect();
         let (Some(&lowest), Some(&highest)) = (seqs.iter().min(), seqs.iter().max()) else {
             return Ok(Vec::new());
         };

@@ -270,27 +270,63 @@ impl Tx<'_> {
         }
     }
 
-    /// The integers of the query's first column.
-    pub(crate) async fn fetch_integers(&mut self, sql: Sql) -> crate::Result<Vec<i64>> {
-        use sqlx::Row;
+    /// Every row the query returns, as `T`.
+    pub(crate) async fn fetch_all<T: Columns>(&mut self, sql: Sql) -> crate::Result<Vec<T>> {
         match self {
-            Tx::Any(conn) => sql
+            Tx::Any(conn) => Ok(sql
                 .fetch_all(conn)
                 .await?
                 .iter()
-                .map(|r| Ok(r.try_get(0)?))
-                .collect(),
+                .map(T::from_any)
+                .collect::<sqlx::Result<_>>()?),
             Tx::Direct(conn) => {
-                let mut values = Vec::new();
+                let mut rows = Vec::new();
                 blocking(sql.binds.len(), || {
                     sql.query_direct(conn, |r| {
-                        values.push(r.get(0)?);
+                        rows.push(T::from_direct(r)?);
                         Ok(())
                     })
                 })?;
-                Ok(values)
+                Ok(rows)
             }
         }
+    }
+}
+
+/// A row's columns, read from either kind of connection: a tuple of column types both read.
+pub(crate) trait Columns: Sized {
+    fn from_any(row: &AnyRow) -> sqlx::Result<Self>;
+    fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+/// A column type both sqlx's `Any` driver and rusqlite read.
+pub(crate) trait Column:
+    for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + rusqlite::types::FromSql
+{
+}
+
+impl<T> Column for T where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + rusqlite::types::FromSql
+{
+}
+
+impl<A: Column> Columns for (A,) {
+    fn from_any(row: &AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        Ok((row.try_get(0)?,))
+    }
+    fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?,))
+    }
+}
+
+impl<A: Column, B: Column> Columns for (A, B) {
+    fn from_any(row: &AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+    fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?, row.get(1)?))
     }
 }
 

@@ -663,15 +663,9 @@ impl Store {
     /// reserved for every record of a batch, resent duplicates and labels included, so their
     /// difference overcounts new readings; this counts the stored ones.
     pub async fn records_since(&self, dataset: &str, seq: i64) -> Result<i64> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) AS n FROM records r JOIN datasets d ON d.id = r.dataset_id \
-             WHERE d.name = $1 AND r.seq > $2",
-        )
-        .bind(dataset)
-        .bind(seq)
-        .fetch_one(&self.read)
-        .await?
-        .try_get("n")?)
+        let mut conn = self.read.acquire().await?;
+        let id = crate::datasets::load_dataset(&mut conn, dataset).await?.id;
+        crate::datasets::history::count_since(&mut conn, id, seq).await
     }
 
     /// The dataset's newest sequence number (for data-volume triggers).

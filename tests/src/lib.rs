@@ -256,3 +256,106 @@ pub async fn expect_error(
     );
     message
 }
+
+/// A block of readings as stored: (dataset_id, first_seq, format byte, readings as (ts and seq
+/// bytes, machine id bytes, feature encoding)). Decoded from the layout documented in
+/// `registry/src/datasets/history.rs`, independently of the store's code.
+type RawBlock = (i64, i64, u8, Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>);
+
+async fn raw_blocks(pool: &sqlx::AnyPool) -> Vec<RawBlock> {
+    use sqlx::Row;
+    let blocks = sqlx::query("SELECT dataset_id, first_seq, readings FROM record_blocks")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    blocks
+        .iter()
+        .map(|block| {
+            let blob: Vec<u8> = block.get("readings");
+            let mut rows = Vec::new();
+            let mut at = 5;
+            let n = u32::from_le_bytes(blob[1..5].try_into().unwrap());
+            let take = |at: &mut usize, width: usize| {
+                let v = &blob[*at..*at + width];
+                *at += width;
+                v.to_vec()
+            };
+            for _ in 0..n {
+                let head = take(&mut at, 16);
+                let len = u32::from_le_bytes(take(&mut at, 4).try_into().unwrap()) as usize;
+                let machine = take(&mut at, len);
+                let len = u32::from_le_bytes(take(&mut at, 4).try_into().unwrap()) as usize;
+                let values = take(&mut at, len);
+                rows.push((head, machine, values));
+            }
+            (
+                block.get("dataset_id"),
+                block.get("first_seq"),
+                blob[0],
+                rows,
+            )
+        })
+        .collect()
+}
+
+/// Every stored reading's (machine_id, ts), in key order, read from the blocks directly.
+pub async fn stored_readings(pool: &sqlx::AnyPool) -> Vec<(String, i64)> {
+    let mut all: Vec<(String, i64)> = raw_blocks(pool)
+        .await
+        .into_iter()
+        .flat_map(|(_, _, _, rows)| rows)
+        .map(|(head, machine, _)| {
+            (
+                String::from_utf8(machine).unwrap(),
+                i64::from_le_bytes(head[..8].try_into().unwrap()),
+            )
+        })
+        .collect();
+    all.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    all
+}
+
+/// Changes one stored reading behind the store's back, as tests of verification need: the
+/// reading of `machine_id` at `ts` gets the feature encoding `features`, or is deleted when
+/// `None`. Returns whether the reading was found.
+pub async fn tamper_reading(
+    pool: &sqlx::AnyPool,
+    machine_id: &str,
+    ts: i64,
+    features: Option<Vec<u8>>,
+) -> bool {
+    for (dataset_id, first_seq, format, mut rows) in raw_blocks(pool).await {
+        let Some(i) = rows.iter().position(|(head, machine, _)| {
+            machine == machine_id.as_bytes() && head[..8] == ts.to_le_bytes()
+        }) else {
+            continue;
+        };
+        match features {
+            Some(f) => rows[i].2 = f,
+            None => {
+                rows.remove(i);
+            }
+        }
+        let mut out = vec![format];
+        out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+        for (head, machine, values) in &rows {
+            out.extend_from_slice(head);
+            out.extend_from_slice(&(machine.len() as u32).to_le_bytes());
+            out.extend_from_slice(machine);
+            out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+            out.extend_from_slice(values);
+        }
+        sqlx::query(
+            "UPDATE record_blocks SET readings = $1, count = $2 WHERE dataset_id = $3 AND first_seq = $4",
+        )
+        .bind(out)
+        .bind(rows.len() as i64)
+        .bind(dataset_id)
+        .bind(first_seq)
+        .execute(pool)
+        .await
+        .unwrap();
+        return true;
+    }
+    false
+}

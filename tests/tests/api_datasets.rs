@@ -1284,12 +1284,7 @@ async fn snapshots_select_stream_and_verify(db: Db) {
 
     // A row deleted behind the server's back: verification fails and says how many rows remain.
     let raw = raw_pool(&database_url).await;
-    let deleted = sqlx::query("DELETE FROM records WHERE machine_id = 'M2' AND ts = $1")
-        .bind(T0 + 1000)
-        .execute(&raw)
-        .await
-        .unwrap();
-    assert_eq!(deleted.rows_affected(), 1);
+    assert!(refit_tests::tamper_reading(&raw, "M2", T0 + 1000, None).await);
     raw.close().await;
     let result = olga.get(&verify).await;
     assert_eq!(result["ok"], false);

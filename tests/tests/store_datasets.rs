@@ -496,13 +496,17 @@ async fn schema_updates_make_versions_and_rows_keep_theirs(db: Db) {
         &[],
     );
     assert_eq!(
-        t.count("SELECT COUNT(*) AS n FROM records WHERE schema_version = 1")
-            .await,
+        t.count(
+            "SELECT CAST(SUM(count) AS BIGINT) AS n FROM record_blocks WHERE schema_version = 1"
+        )
+        .await,
         2
     );
     assert_eq!(
-        t.count("SELECT COUNT(*) AS n FROM records WHERE schema_version = 4")
-            .await,
+        t.count(
+            "SELECT CAST(SUM(count) AS BIGINT) AS n FROM record_blocks WHERE schema_version = 4"
+        )
+        .await,
         1
     );
 
@@ -1769,12 +1773,7 @@ async fn verify_detects_changed_rows(db: Db) {
     // A value rewritten behind the store's back: same rows, another digest.
     let mut other = Vec::new();
     other.extend(encode(&[n(2.5), text("L"), Value::Missing]));
-    sqlx::query("UPDATE records SET features = $1 WHERE machine_id = 'M1' AND ts = $2")
-        .bind(other)
-        .bind(T0 + 1000)
-        .execute(&t.raw)
-        .await
-        .unwrap();
+    assert!(refit_tests::tamper_reading(&t.raw, "M1", T0 + 1000, Some(other)).await);
     let v = t.store.verify_snapshot("press", s.id).await.unwrap();
     assert!(!v.ok);
     assert_eq!((v.expected_rows, v.actual_rows), (3, 3));
@@ -1782,11 +1781,7 @@ async fn verify_detects_changed_rows(db: Db) {
     assert_ne!(v.actual_digest, s.digest);
 
     // A row deleted: one row fewer.
-    sqlx::query("DELETE FROM records WHERE machine_id = 'M2' AND ts = $1")
-        .bind(T0)
-        .execute(&t.raw)
-        .await
-        .unwrap();
+    assert!(refit_tests::tamper_reading(&t.raw, "M2", T0, None).await);
     let v = t.store.verify_snapshot("press", s.id).await.unwrap();
     assert!(!v.ok);
     assert_eq!((v.expected_rows, v.actual_rows), (3, 2));
@@ -1822,18 +1817,25 @@ async fn verify_detects_changed_rows(db: Db) {
     assert_ne!(v.actual_digest, before);
 
     // Bytes that do not decode are an integrity error when read.
-    sqlx::query("UPDATE records SET features = $1 WHERE machine_id = 'M1' AND ts = $2")
-        .bind(vec![7u8, 1, 2])
-        .bind(T0)
-        .execute(&t.raw)
-        .await
-        .unwrap();
+    assert!(refit_tests::tamper_reading(&t.raw, "M1", T0, Some(vec![7u8, 1, 2])).await);
     assert_err!(
         t.store.load_snapshot("press", s.id).await,
         Integrity,
         "is unreadable: unknown value tag 7"
     );
     assert!(!t.store.verify_snapshot("press", s.id).await.unwrap().ok);
+
+    // A block that does not decode is an integrity error too.
+    sqlx::query("UPDATE record_blocks SET readings = $1")
+        .bind(vec![1u8, 9, 0, 0, 0])
+        .execute(&t.raw)
+        .await
+        .unwrap();
+    assert_err!(
+        t.store.load_snapshot("press", s.id).await,
+        Integrity,
+        "a stored block of readings is unreadable: the block ends early"
+    );
 }
 
 /// Ties in time are broken by machine_id compared bytewise, on both databases.
@@ -2053,4 +2055,127 @@ on_both_databases!(
     rows_are_in_time_then_bytewise_machine_order,
     large_snapshots_are_read_in_chunks,
     numbers_are_stored_exactly_as_sent,
+    overlapping_late_and_replayed_batches_read_as_one_history,
 );
+
+/// Batches of random size at random times — late, overlapping each other in time, resending
+/// stored readings and repeating keys within a batch — store exactly the first reading of each
+/// key, and read back (in chunks, across many overlapping blocks) in key order: the same rows,
+/// and the same digest, as one batch of the survivors sent to a fresh dataset.
+async fn overlapping_late_and_replayed_batches_read_as_one_history(db: Db) {
+    let t = fresh(db).await;
+    let schema = Schema {
+        features: vec![numeric("temp")],
+        labels: vec![],
+    };
+    for name in ["mixed", "whole"] {
+        t.store
+            .create_dataset(&alice(), name, &schema, None)
+            .await
+            .unwrap();
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    // The first value sent for each key: what must be stored.
+    let mut first: std::collections::BTreeMap<(i64, String), f64> = Default::default();
+    let mut sent = 0;
+    for batch in 0..40 {
+        let size = 1 + next(700);
+        // Most batches move forward in time; some reach back over everything sent so far.
+        let (from, span) = if batch % 3 == 0 {
+            (0, 200 + batch * 50)
+        } else {
+            (batch * 50, 120)
+        };
+        let mut records = Vec::new();
+        let mut new = 0;
+        for _ in 0..size {
+            let ts = T0 + (from + next(span)) as i64 * 1000;
+            let machine = format!("m{}", next(12));
+            sent += 1;
+            let temp = sent as f64 + 0.5;
+            if let std::collections::btree_map::Entry::Vacant(e) =
+                first.entry((ts, machine.clone()))
+            {
+                e.insert(temp);
+                new += 1;
+            }
+            records.push(json!({"machine_id": machine, "ts": ts, "temp": temp}));
+        }
+        let report = ingest(&t.store, "mixed", json!(records)).await;
+        assert_eq!(
+            (report.accepted, report.duplicates),
+            (new, size as usize - new),
+            "batch {batch}"
+        );
+    }
+    let expected: Vec<SnapshotRow> = first
+        .iter()
+        .map(|((ts, m), temp)| row(m, *ts, vec![n(*temp)], None))
+        .collect();
+    assert!(
+        expected.len() > 10_000,
+        "more than two chunks of {}",
+        expected.len()
+    );
+    let (_, read, more) = t
+        .store
+        .read_rows("mixed", 0, i64::MAX, 1_000_000)
+        .await
+        .unwrap();
+    assert!(!more);
+    assert_eq!(read.len(), expected.len());
+    if let Some(i) = (0..read.len()).find(|&i| read[i] != expected[i]) {
+        panic!(
+            "row {i} of {}: read {:?}, expected {:?}",
+            read.len(),
+            &read[i.saturating_sub(1)..(i + 2).min(read.len())],
+            &expected[i.saturating_sub(1)..(i + 2).min(read.len())]
+        );
+    }
+    assert_eq!(
+        t.store.dataset_counts("mixed").await.unwrap(),
+        (expected.len() as i64, 0)
+    );
+
+    let whole: Vec<serde_json::Value> = expected
+        .iter()
+        .map(|r| {
+            let Value::Number(temp) = r.features[0] else {
+                unreachable!()
+            };
+            json!({"machine_id": r.machine_id, "ts": r.ts, "temp": temp})
+        })
+        .collect();
+    assert_eq!(
+        ingest(&t.store, "whole", json!(whole)).await.accepted,
+        expected.len()
+    );
+    let a = snapshot(&t.store, "mixed", json!({})).await;
+    let b = snapshot(&t.store, "whole", json!({})).await;
+    assert_eq!(a.row_count, expected.len() as i64);
+    assert_eq!(a.digest, b.digest);
+    assert!(rows_of(&t.store, "mixed", a.id).await == expected);
+
+    // A time range and machines cut through blocks: the same rows as filtering the model.
+    let (from, to) = (T0 + 300 * 1000, T0 + 900 * 1000);
+    let part = snapshot(
+        &t.store,
+        "mixed",
+        json!({"from": from, "to": to, "machines": ["m3", "m7"]}),
+    )
+    .await;
+    let wanted: Vec<SnapshotRow> = expected
+        .iter()
+        .filter(|r| r.ts >= from && r.ts < to && (r.machine_id == "m3" || r.machine_id == "m7"))
+        .cloned()
+        .collect();
+    assert_eq!(part.row_count, wanted.len() as i64);
+    assert!(rows_of(&t.store, "mixed", part.id).await == wanted);
+    assert!(t.store.verify_snapshot("mixed", part.id).await.unwrap().ok);
+}

@@ -1,10 +1,11 @@
-//! The score log in the store: a log written in its first form (a row per score, before
-//! migration 0010) is carried over to score blocks when the store migrates — positions,
-//! predictions, probabilities and the lookup by record unchanged. Runs on SQLite and on
-//! PostgreSQL.
+//! The score log and the history in the store: a log written in its first form (a row per
+//! score, before migration 0010) is carried over to score blocks when the store migrates —
+//! positions, predictions, probabilities and the lookup by record unchanged — and so is a
+//! history of a row per reading (before migration 0012), to blocks of readings. Runs on SQLite
+//! and on PostgreSQL.
 
 use refit_registry::Store;
-use refit_registry::datasets::{Column, ColumnKind, Schema};
+use refit_registry::datasets::{Column, ColumnKind, Schema, Value};
 use refit_registry::scores::{ScoreRole, StoredScore};
 use refit_tests::{Db, fresh_database_url, on_both_databases, test_store_options};
 use serde_json::json;
@@ -95,17 +96,32 @@ async fn a_score_log_of_the_first_form_is_carried_over_to_blocks(db: Db) {
         .create_dataset(&actor, "press", &schema, None)
         .await
         .unwrap();
-    let readings = json!([{"machine_id": "m1", "ts": T0, "temp": 1.0},
-                          {"machine_id": "m2", "ts": T0, "temp": 2.0}]);
-    store
-        .ingest_records(&actor, "press", readings.to_string(), false, "api")
-        .await
-        .unwrap();
     let id: i64 = sqlx::query("SELECT id FROM datasets WHERE name = 'press'")
         .fetch_one(&raw)
         .await
         .unwrap()
         .try_get("id")
+        .unwrap();
+    // Readings in the history's first form, a row each (m2 stored first).
+    for (seq, machine, temp) in [(0i64, "m2", 2.0f64), (1, "m1", 1.0)] {
+        let mut features = vec![1u8];
+        features.extend_from_slice(&temp.to_le_bytes());
+        sqlx::query(
+            "INSERT INTO records (dataset_id, machine_id, ts, seq, schema_version, features) \
+             VALUES ($1, $2, $3, $4, 1, $5)",
+        )
+        .bind(id)
+        .bind(machine)
+        .bind(T0)
+        .bind(seq)
+        .bind(features)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE datasets SET next_seq = 2")
+        .execute(&raw)
+        .await
         .unwrap();
     // Four scores: m1's by a classifier's champion and challenger, m2's by a regression, and
     // one of a reading retention has since deleted (its NaN prediction stored as null).
@@ -222,5 +238,41 @@ async fn a_score_log_of_the_first_form_is_carried_over_to_blocks(db: Db) {
             .try_get("n")
             .unwrap();
         assert_eq!(n, 0, "the old table is dropped");
+
+        // The readings are carried over to blocks, in key order, with their sequence numbers.
+        assert_eq!(store.dataset_counts("press").await.unwrap(), (2, 0));
+        let (_, rows, more) = store.read_rows("press", 0, i64::MAX, 10).await.unwrap();
+        assert!(!more);
+        let read: Vec<(&str, i64, Vec<Value>)> = rows
+            .iter()
+            .map(|r| (r.machine_id.as_str(), r.ts, r.features.clone()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("m1", T0, vec![Value::Number(1.0)]),
+                ("m2", T0, vec![Value::Number(2.0)])
+            ]
+        );
+        assert_eq!(
+            store.records_since("press", 0).await.unwrap(),
+            1,
+            "m1's seq is 1"
+        );
     }
+    // A reading sent again is a duplicate (its machine's mark came over too); a new one is stored.
+    let report = store
+        .ingest_records(
+            &actor,
+            "press",
+            json!([{"machine_id": "m1", "ts": T0, "temp": 5.0},
+                   {"machine_id": "m1", "ts": T0 + 1, "temp": 6.0}])
+            .to_string(),
+            false,
+            "api",
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.accepted, report.duplicates), (1, 1));
+    assert_eq!(store.dataset_counts("press").await.unwrap(), (3, 0));
 }

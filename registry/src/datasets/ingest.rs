@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
 
+use super::history::{self, KeyedRow};
 use super::record::{self, ParsedRecords, Reading, RecordParser, Rejection, Value};
 use super::schema::{ENTITY_KEY, Schema, TIME_KEY};
 use super::{Dataset, load_dataset};
@@ -267,7 +268,9 @@ impl Store {
             .collect();
         // A key sent twice is stored from its first record; the later ones are duplicates like
         // any other.
-        let accepted = insert_rows(tx, self.backend(), Table::Records, dataset, rows).await?;
+        let stored =
+            history::append(tx, dataset.id, dataset.schema_version, in_key_order(rows)).await?;
+        let accepted = stored.len();
         let valid = readings.len();
         let with_labels = readings.iter().any(|(_, r)| r.labels.is_some());
         // The readings this batch stored (in request order), when anything needs them.
@@ -276,7 +279,7 @@ impl Store {
         } else if accepted == readings.len() {
             readings
         } else {
-            let stored = stored_since(tx, dataset, first_seq, &readings).await?;
+            let stored: HashSet<i64> = stored.into_iter().collect();
             readings
                 .into_iter()
                 .filter(|(seq, _)| stored.contains(seq))
@@ -289,7 +292,7 @@ impl Store {
                     Some((r.machine_id.as_str(), r.ts, *seq, r.labels.as_deref()?))
                 })
                 .collect();
-            insert_rows(tx, self.backend(), Table::Labels, dataset, labelled).await?;
+            insert_labels(tx, self.backend(), dataset, labelled).await?;
         }
         store_dead_letters(tx, dataset.id, source, &rejected, &raws).await?;
         let fresh: Arc<[Reading]> = if collect {
@@ -362,28 +365,30 @@ impl Store {
         // Lock the dataset's row first: what is read below stays true until commit.
         reserve_seq(&mut Tx::Any(&mut tx), dataset.id, 0).await?;
         // What is stored for these keys: the reading's schema version and any labels.
-        let mut existing: HashMap<(String, i64), StoredReading> = HashMap::new();
-        for chunk in readings.chunks(2000) {
-            let mut sql = Sql::new(
-                "SELECT r.machine_id, r.ts, r.schema_version, l.labels FROM records r \
-                 LEFT JOIN record_labels l ON l.dataset_id = r.dataset_id AND l.machine_id = r.machine_id AND l.ts = r.ts \
-                 WHERE r.dataset_id = ",
-            );
+        let keys: Vec<(&str, i64)> = readings
+            .iter()
+            .map(|(_, r)| (r.machine_id.as_str(), r.ts))
+            .collect();
+        let found = history::find(&mut Tx::Any(&mut tx), dataset.id, &keys).await?;
+        let mut existing: HashMap<(String, i64), StoredReading> = found
+            .into_iter()
+            .map(|(key, (_, version))| (key, (version, None)))
+            .collect();
+        for chunk in keys.chunks(2000) {
+            let mut sql =
+                Sql::new("SELECT machine_id, ts, labels FROM record_labels WHERE dataset_id = ");
             sql.bind(dataset.id)
-                .push(" AND (r.ts, r.machine_id) IN (VALUES ");
-            for (i, (_, r)) in chunk.iter().enumerate() {
+                .push(" AND (ts, machine_id) IN (VALUES ");
+            for (i, (machine_id, ts)) in chunk.iter().enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(r.ts)
-                    .push(", ")
-                    .bind(r.machine_id.as_str())
-                    .push(")");
+                sql.bind(*ts).push(", ").bind(*machine_id).push(")");
             }
             sql.push(")");
             for row in sql.fetch_all(&mut tx).await? {
-                existing.insert(
-                    (row.try_get("machine_id")?, row.try_get("ts")?),
-                    (row.try_get("schema_version")?, row.try_get("labels")?),
-                );
+                let key = (row.try_get("machine_id")?, row.try_get("ts")?);
+                if let Some(stored) = existing.get_mut(&key) {
+                    stored.1 = Some(row.try_get("labels")?);
+                }
             }
         }
         let mut new = Vec::new();
@@ -449,14 +454,7 @@ impl Store {
                 (r.machine_id.as_str(), r.ts, first_seq + i as i64, labels)
             })
             .collect();
-        insert_rows(
-            &mut Tx::Any(&mut tx),
-            self.backend(),
-            Table::Labels,
-            &dataset,
-            numbered,
-        )
-        .await?;
+        insert_labels(&mut Tx::Any(&mut tx), self.backend(), &dataset, numbered).await?;
         // Keep the rejections in request order.
         let mut order: Vec<usize> = (0..rejected.len()).collect();
         order.sort_by_key(|&i| rejected[i].index);
@@ -524,97 +522,30 @@ fn labels_json(reading: &Reading, schema: &Schema) -> String {
     serde_json::Value::Object(object).to_string()
 }
 
-/// A row for `records` or `record_labels`: machine, time, sequence number, values.
-type KeyedRow<'a> = (&'a str, i64, i64, &'a [Value]);
-
-/// The two tables of readings, which share their layout.
-#[derive(Debug, Clone, Copy)]
-enum Table {
-    Records,
-    Labels,
-}
-
-impl Table {
-    /// One row, on SQLite.
-    fn insert_one(self) -> &'static str {
-        match self {
-            Table::Records => {
-                "INSERT INTO records (dataset_id, machine_id, ts, seq, schema_version, features) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dataset_id, ts, machine_id) DO NOTHING"
-            }
-            Table::Labels => {
-                "INSERT INTO record_labels (dataset_id, machine_id, ts, seq, schema_version, labels) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dataset_id, ts, machine_id) DO NOTHING"
-            }
-        }
-    }
-
-    fn insert(self) -> &'static str {
-        match self {
-            Table::Records => {
-                "INSERT INTO records (dataset_id, machine_id, ts, seq, schema_version, features) SELECT "
-            }
-            Table::Labels => {
-                "INSERT INTO record_labels (dataset_id, machine_id, ts, seq, schema_version, labels) SELECT "
-            }
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Table::Records => "records",
-            Table::Labels => "record_labels",
-        }
-    }
-}
-
-/// Inserts `rows` (numbered by their reserved sequence numbers) into `table` under the dataset's
-/// current schema version, skipping keys already stored; of rows with the same key, the one with
-/// the lowest sequence number is stored. Returns how many were stored. The caller holds the
-/// dataset's row lock (taken by [`reserve_seq`]), so no other ingest into the dataset can store a
-/// key between the check and the insert.
-async fn insert_rows(
-    tx: &mut Tx<'_>,
-    backend: Backend,
-    table: Table,
-    dataset: &Dataset,
-    mut rows: Vec<KeyedRow<'_>>,
-) -> Result<usize> {
-    // In key order each insert lands next to the one before, in a page already in cache.
+/// Sorts rows by key, (ts, machine_id), keeping of rows with the same key the one with the
+/// lowest sequence number: in key order each insert lands next to the one before.
+fn in_key_order(mut rows: Vec<KeyedRow<'_>>) -> Vec<KeyedRow<'_>> {
     rows.sort_unstable_by_key(|&(machine_id, ts, seq, _)| (ts, machine_id, seq));
     rows.dedup_by_key(|&mut (machine_id, ts, _, _)| (ts, machine_id));
-    match tx.with_direct(rows.len() * 4, |conn| {
-        insert_prepared(conn, table, dataset, &rows)
-    }) {
-        Some(count) => Ok(count?),
-        None => insert_statements(tx, backend, table, dataset, &rows).await,
-    }
+    rows
 }
 
-/// The sequence numbers of `readings` (numbered from `first_seq`) that this ingest stored. They
-/// are above every stored one, so one range read over the batch's times finds them (where
-/// `RETURNING` would hand back a row per stored record, every time).
-async fn stored_since(
+/// Inserts labels (numbered by their reserved sequence numbers) under the dataset's current
+/// schema version, skipping keys already labelled; of labels with the same key, the one with
+/// the lowest sequence number is stored. Returns how many were stored. The caller holds the
+/// dataset's row lock (taken by [`reserve_seq`]), so no other ingest can store a key between the
+/// check and the insert.
+async fn insert_labels(
     tx: &mut Tx<'_>,
+    backend: Backend,
     dataset: &Dataset,
-    first_seq: i64,
-    readings: &[(i64, Reading)],
-) -> Result<HashSet<i64>> {
-    let (Some(from), Some(to)) = (
-        readings.iter().map(|(_, r)| r.ts).min(),
-        readings.iter().map(|(_, r)| r.ts).max(),
-    ) else {
-        return Ok(HashSet::new());
-    };
-    let mut sql = Sql::new("SELECT seq FROM records WHERE dataset_id = ");
-    sql.bind(dataset.id)
-        .push(" AND ts >= ")
-        .bind(from)
-        .push(" AND ts <= ")
-        .bind(to)
-        .push(" AND seq >= ")
-        .bind(first_seq);
-    Ok(tx.fetch_integers(sql).await?.into_iter().collect())
+    rows: Vec<KeyedRow<'_>>,
+) -> Result<usize> {
+    let rows = in_key_order(rows);
+    match tx.with_direct(rows.len() * 4, |conn| insert_prepared(conn, dataset, &rows)) {
+        Some(count) => Ok(count?),
+        None => insert_statements(tx, backend, dataset, &rows).await,
+    }
 }
 
 /// Inserts rows on SQLite's direct connection: one prepared single-row statement for every row,
@@ -622,11 +553,13 @@ async fn stored_since(
 /// than to run). Returns how many were stored.
 fn insert_prepared(
     conn: &rusqlite::Connection,
-    table: Table,
     dataset: &Dataset,
     rows: &[KeyedRow<'_>],
 ) -> rusqlite::Result<usize> {
-    let mut statement = conn.prepare_cached(table.insert_one())?;
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO record_labels (dataset_id, machine_id, ts, seq, schema_version, labels) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dataset_id, ts, machine_id) DO NOTHING",
+    )?;
     let mut encoded = Vec::new();
     let mut stored = 0;
     for (machine_id, ts, seq, values) in rows {
@@ -648,13 +581,14 @@ fn insert_prepared(
 async fn insert_statements(
     tx: &mut Tx<'_>,
     backend: Backend,
-    table: Table,
     dataset: &Dataset,
     rows: &[KeyedRow<'_>],
 ) -> Result<usize> {
     let mut count = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = Sql::new(table.insert());
+        let mut sql = Sql::new(
+            "INSERT INTO record_labels (dataset_id, machine_id, ts, seq, schema_version, labels) SELECT ",
+        );
         // The dataset and schema version are bound once per statement, not per row.
         sql.bind(dataset.id).push(", ");
         match backend {
@@ -699,9 +633,7 @@ async fn insert_statements(
                     .bind(packed.offsets)
                     .push(", ',')::int4[], string_to_array(")
                     .bind(packed.lengths)
-                    .push(", ',')::int4[]) AS v (m, t, s, o, l) WHERE NOT EXISTS (SELECT 1 FROM ")
-                    .push(table.name())
-                    .push(" x WHERE x.dataset_id = ")
+                    .push(", ',')::int4[]) AS v (m, t, s, o, l) WHERE NOT EXISTS (SELECT 1 FROM record_labels x WHERE x.dataset_id = ")
                     .bind(dataset.id)
                     .push(" AND x.machine_id = v.m AND x.ts = v.t)");
             }

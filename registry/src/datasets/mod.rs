@@ -1,6 +1,7 @@
 //! Machine-data datasets: named streams of readings with a versioned schema, their stored history
 //! (idempotent on machine and time), late labels, rejected records, snapshots and retention.
 
+pub(crate) mod history;
 mod ingest;
 pub mod record;
 mod retention;
@@ -341,11 +342,7 @@ impl Store {
     pub async fn dataset_counts(&self, name: &str) -> Result<(i64, i64)> {
         let mut conn = self.read.acquire().await?;
         let dataset = load_dataset(&mut conn, name).await?;
-        let records: i64 = sqlx::query("SELECT COUNT(*) AS n FROM records WHERE dataset_id = $1")
-            .bind(dataset.id)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("n")?;
+        let records = history::total(&mut conn, dataset.id).await?;
         let labels: i64 =
             sqlx::query("SELECT COUNT(*) AS n FROM record_labels WHERE dataset_id = $1")
                 .bind(dataset.id)

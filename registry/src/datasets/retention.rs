@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::Row;
 use utoipa::ToSchema;
 
+use super::history;
 use super::load_dataset;
 use super::record::format_time;
 use super::snapshots::{slice_has_rows, snapshot_from_row};
@@ -168,12 +168,7 @@ impl Store {
                  first (PATCH /api/v1/datasets/{name} with {{\"retention_days\": N}})"
             )));
         };
-        let newest: Option<i64> =
-            sqlx::query("SELECT MAX(ts) AS newest FROM records WHERE dataset_id = $1")
-                .bind(dataset.id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("newest")?;
+        let newest = history::newest(&mut tx, dataset.id).await?;
         let mut report = PruneReport {
             cutoff: None,
             deleted_records: 0,
@@ -211,37 +206,18 @@ impl Store {
             }
             let protection = protection.finish();
             let kept = !protection.ranges.is_empty();
-            if kept {
-                let mut sql = Sql::new("SELECT COUNT(*) AS n FROM records WHERE dataset_id = ");
-                sql.bind(dataset.id)
-                    .push(" AND ts < ")
-                    .bind(cutoff)
-                    .push(" AND ");
-                protection.push_condition(&mut sql);
-                let n: i64 = sql.fetch_all(&mut tx).await?[0].try_get("n")?;
-                report.kept_for_snapshots = n as u64;
-            }
+            let keep = |machine: &str, ts: i64| kept && protection.covers(machine, ts);
             // Labels and scores first: they go with their readings, which share their keys.
-            report.deleted_scores = prune_scores(&mut tx, dataset.id, cutoff, |machine, ts| {
-                kept && protection.covers(machine, ts)
-            })
-            .await?;
-            for table in ["record_labels", "records"] {
-                let mut sql = Sql::new(match table {
-                    "records" => "DELETE FROM records WHERE dataset_id = ",
-                    _ => "DELETE FROM record_labels WHERE dataset_id = ",
-                });
-                sql.bind(dataset.id).push(" AND ts < ").bind(cutoff);
-                if kept {
-                    sql.push(" AND NOT ");
-                    protection.push_condition(&mut sql);
-                }
-                let n = sql.execute(&mut tx).await?;
-                match table {
-                    "records" => report.deleted_records = n,
-                    _ => report.deleted_labels = n,
-                }
+            report.deleted_scores = prune_scores(&mut tx, dataset.id, cutoff, keep).await?;
+            let mut sql = Sql::new("DELETE FROM record_labels WHERE dataset_id = ");
+            sql.bind(dataset.id).push(" AND ts < ").bind(cutoff);
+            if kept {
+                sql.push(" AND NOT ");
+                protection.push_condition(&mut sql);
             }
+            report.deleted_labels = sql.execute(&mut tx).await?;
+            (report.deleted_records, report.kept_for_snapshots) =
+                history::prune(&mut tx, dataset.id, cutoff, keep).await?;
             for ids in report.released_snapshots.chunks(IDS_PER_STATEMENT) {
                 let mut sql = Sql::new("UPDATE snapshots SET kept = 0 WHERE id IN ");
                 sql.bind_list(ids.iter().copied());

@@ -11,6 +11,7 @@
 //!
 //! Two snapshots with the same digest hold the same data under the same schema.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 
 use futures_util::Stream;
@@ -20,6 +21,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use utoipa::ToSchema;
 
+pub(super) use super::history::Slice;
+use super::history::{self, Cursor};
 use super::record::{self, Value};
 use super::{Dataset, Schema, load_dataset, load_schema};
 use crate::audit::{self, Actor};
@@ -111,99 +114,58 @@ pub struct SnapshotVerification {
 }
 
 /// Rows read per query while scanning a snapshot.
-const SCAN_CHUNK: i64 = 5000;
-
-/// A snapshot's row filter.
-#[derive(Debug, Clone)]
-pub(super) struct Slice {
-    dataset_id: i64,
-    schema_version: i64,
-    ts_from: i64,
-    ts_to: i64,
-    machines: Option<Vec<String>>,
-    max_seq: i64,
-}
-
-impl Slice {
-    /// The part of the slice before `ts` (exclusive).
-    pub(super) fn before(mut self, ts: i64) -> Slice {
-        self.ts_to = self.ts_to.min(ts);
-        self
-    }
-}
+const SCAN_CHUNK: usize = 5000;
 
 /// A stored row before decoding: (machine_id, ts, features, labels).
 type RawRow = (String, i64, Vec<u8>, Option<Vec<u8>>);
 
-/// Appends ` WHERE ...`: the rows (of `records r`) that `slice` holds.
-fn push_slice_filter(sql: &mut Sql, slice: &Slice) {
-    sql.push(" WHERE r.dataset_id = ")
-        .bind(slice.dataset_id)
-        .push(" AND r.schema_version = ")
-        .bind(slice.schema_version)
-        .push(" AND r.ts >= ")
-        .bind(slice.ts_from)
-        .push(" AND r.ts < ")
-        .bind(slice.ts_to)
-        .push(" AND r.seq <= ")
-        .bind(slice.max_seq);
-    if let Some(machines) = &slice.machines {
-        sql.push(" AND r.machine_id IN ")
-            .bind_list(machines.iter().map(String::as_str));
-    }
-}
-
 /// How many stored readings `slice` holds now.
 pub(super) async fn count_slice(conn: &mut AnyConnection, slice: &Slice) -> Result<i64> {
-    let mut sql = Sql::new("SELECT COUNT(*) AS n FROM records r");
-    push_slice_filter(&mut sql, slice);
-    Ok(sql.fetch_all(conn).await?[0].try_get("n")?)
+    history::count(conn, slice).await
 }
 
 /// Whether `slice` holds any stored reading now.
 pub(super) async fn slice_has_rows(conn: &mut AnyConnection, slice: &Slice) -> Result<bool> {
-    let mut sql = Sql::new("SELECT 1 AS one FROM records r");
-    push_slice_filter(&mut sql, slice);
-    sql.push(" LIMIT 1");
-    Ok(!sql.fetch_all(conn).await?.is_empty())
+    Ok(count_slice(conn, slice).await? > 0)
 }
 
-/// Reads up to `SCAN_CHUNK` rows of `slice` after the key `after`, in (ts, machine_id) order.
+/// The next `SCAN_CHUNK` rows of `slice` (fewer only at its end) from `cursor`, in (ts,
+/// machine_id) order, each with its labels if stored by the slice's sequence number.
 async fn scan_chunk(
     conn: &mut AnyConnection,
     slice: &Slice,
-    after: Option<&(String, i64)>,
+    cursor: &mut Cursor,
 ) -> Result<Vec<RawRow>> {
-    let mut sql = Sql::new(
-        "SELECT r.machine_id, r.ts, r.features, l.labels FROM records r \
-         LEFT JOIN record_labels l ON l.dataset_id = r.dataset_id AND l.machine_id = r.machine_id \
-         AND l.ts = r.ts AND l.seq <= ",
-    );
-    sql.bind(slice.max_seq);
-    push_slice_filter(&mut sql, slice);
-    if let Some((machine, ts)) = after {
-        sql.push(" AND (r.ts > ")
-            .bind(*ts)
-            .push(" OR (r.ts = ")
-            .bind(*ts)
-            .push(" AND r.machine_id > ")
-            .bind(machine.as_str())
-            .push("))");
+    let rows = cursor.next_chunk(conn, SCAN_CHUNK).await?;
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut sql = Sql::new("SELECT machine_id, ts, labels FROM record_labels WHERE dataset_id = ");
+    sql.bind(slice.dataset_id)
+        .push(" AND ts >= ")
+        .bind(first.ts)
+        .push(" AND ts <= ")
+        .bind(last.ts)
+        .push(" AND seq <= ")
+        .bind(slice.max_seq);
+    let mut labels: HashMap<(String, i64), Vec<u8>> = HashMap::new();
+    for r in sql.fetch_all(conn).await? {
+        labels.insert(
+            (r.try_get("machine_id")?, r.try_get("ts")?),
+            r.try_get("labels")?,
+        );
     }
-    sql.push(" ORDER BY r.ts, r.machine_id LIMIT ")
-        .bind(SCAN_CHUNK);
-    sql.fetch_all(conn)
-        .await?
-        .iter()
-        .map(|r: &AnyRow| {
-            Ok((
-                r.try_get("machine_id")?,
-                r.try_get("ts")?,
-                r.try_get("features")?,
-                r.try_get("labels")?,
-            ))
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let l = if labels.is_empty() {
+                None
+            } else {
+                labels.remove(&(r.machine_id.clone(), r.ts))
+            };
+            (r.machine_id, r.ts, r.features, l)
         })
-        .collect()
+        .collect())
 }
 
 /// The digest of a slice, built row by row.
@@ -250,20 +212,16 @@ async fn digest_slice(
     schema: &Schema,
 ) -> Result<(String, i64)> {
     let mut digest = DigestBuilder::new(schema);
-    let mut after = None;
+    let mut cursor = Cursor::open(conn, slice.clone()).await?;
     loop {
-        let rows = scan_chunk(conn, slice, after.as_ref()).await?;
+        let rows = scan_chunk(conn, slice, &mut cursor).await?;
         for row in &rows {
             digest.add(row);
         }
-        match rows.last() {
-            Some((m, ts, _, _)) if rows.len() as i64 == SCAN_CHUNK => {
-                after = Some((m.clone(), *ts))
-            }
-            _ => break,
+        if rows.len() < SCAN_CHUNK {
+            return Ok(digest.finish());
         }
     }
-    Ok(digest.finish())
 }
 
 fn decode_row(schema: &Schema, (machine_id, ts, features, labels): RawRow) -> Result<SnapshotRow> {
@@ -490,12 +448,14 @@ impl Store {
         let dataset = load_dataset(&mut conn, name).await?;
         let snapshot = load_snapshot(&mut conn, &dataset, id).await?;
         let schema = load_schema(&mut conn, dataset.id, snapshot.schema_version).await?;
+        let slice = snapshot.slice(dataset.id);
+        let cursor = Cursor::open(&mut conn, slice.clone()).await?;
         drop(conn);
         let state = Scan {
             pool: self.read.clone(),
-            slice: snapshot.slice(dataset.id),
+            slice,
+            cursor,
             schema: schema.clone(),
-            after: None,
             buffered: Vec::new().into_iter(),
             done: false,
         };
@@ -508,9 +468,8 @@ impl Store {
                     return Ok(None);
                 }
                 let mut conn = s.pool.acquire().await?;
-                let rows = scan_chunk(&mut conn, &s.slice, s.after.as_ref()).await?;
-                s.done = (rows.len() as i64) < SCAN_CHUNK;
-                s.after = rows.last().map(|(m, ts, _, _)| (m.clone(), *ts));
+                let rows = scan_chunk(&mut conn, &s.slice, &mut s.cursor).await?;
+                s.done = rows.len() < SCAN_CHUNK;
                 s.buffered = rows.into_iter();
             }
         });
@@ -529,18 +488,15 @@ impl Store {
     ) -> Result<Vec<i64>> {
         let mut conn = self.read.acquire().await?;
         let dataset = load_dataset(&mut conn, name).await?;
-        let rows = sqlx::query(
-            "SELECT ts FROM records WHERE dataset_id = $1 AND schema_version = $2 AND ts >= $3 \
-             AND ts < $4 AND seq <= $5 ORDER BY ts",
-        )
-        .bind(dataset.id)
-        .bind(schema_version)
-        .bind(from)
-        .bind(to)
-        .bind(max_seq)
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("ts")?)).collect()
+        let slice = Slice {
+            dataset_id: dataset.id,
+            schema_version,
+            ts_from: from,
+            ts_to: to,
+            machines: None,
+            max_seq,
+        };
+        history::times(&mut conn, &slice).await
     }
 
     /// The rows of `name` under its current schema with event times in `[from, to)`, in
@@ -565,11 +521,10 @@ impl Store {
             max_seq: i64::MAX,
         };
         let mut rows = Vec::new();
-        let mut after: Option<(String, i64)> = None;
+        let mut cursor = Cursor::open(&mut conn, slice.clone()).await?;
         loop {
-            let chunk = scan_chunk(&mut conn, &slice, after.as_ref()).await?;
-            let done = (chunk.len() as i64) < SCAN_CHUNK;
-            after = chunk.last().map(|(m, ts, _, _)| (m.clone(), *ts));
+            let chunk = scan_chunk(&mut conn, &slice, &mut cursor).await?;
+            let done = chunk.len() < SCAN_CHUNK;
             for raw in chunk {
                 if rows.len() == max_rows {
                     return Ok((schema, rows, true));
@@ -598,8 +553,8 @@ impl Store {
 struct Scan {
     pool: AnyPool,
     slice: Slice,
+    cursor: Cursor,
     schema: Schema,
-    after: Option<(String, i64)>,
     buffered: std::vec::IntoIter<RawRow>,
     done: bool,
 }

@@ -1,0 +1,759 @@
+//! The history of readings, stored in blocks: one row of `record_blocks` per ingest and schema
+//! version, holding the readings it stored in (ts, machine_id) order. A row per reading cost a
+//! B-tree insert and a key check each, most of a stream batch's time under the writer; a block is
+//! one insert.
+//!
+//! A reading's key (machine_id, ts) is stored once per dataset, first write winning: a reading
+//! newer than its machine's newest stored one (`machine_marks`) is new; an older one is looked
+//! up in the blocks that overlap its time. Blocks of one dataset may overlap in time (late or
+//! replayed data), so readers merge them: [`Cursor`] gives a slice's readings in key order, the
+//! order snapshots are hashed in.
+//!
+//! A block's `readings` blob (little-endian): the format byte, the number of readings (u32), then
+//! per reading its time (i64), its sequence number (i64), its machine id (u32 length, UTF-8
+//! bytes) and the canonical encoding of its features (u32 length, bytes; see
+//! [`record::encode`]).
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{AnyConnection, Connection, Row};
+
+use super::record::{self, Value};
+use crate::db::{Backend, table_exists};
+use crate::error::{Error, Result};
+use crate::sql::{Sql, Tx};
+
+/// Format of the `readings` blob.
+const FORMAT: u8 = 1;
+/// Most blocks read per query.
+const BLOCKS_PER_QUERY: usize = 64;
+/// Most rows per marks statement (3 values each).
+const MARKS_PER_STATEMENT: usize = 1000;
+
+/// A reading on its way into the history: machine, time, sequence number, feature values.
+pub(crate) type KeyedRow<'a> = (&'a str, i64, i64, &'a [Value]);
+
+/// A stored reading.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HistoryRow {
+    pub machine_id: String,
+    pub ts: i64,
+    pub seq: i64,
+    /// The canonical encoding of its features.
+    pub features: Vec<u8>,
+}
+
+/// A stored reading borrowed from its block's blob.
+#[derive(Debug, Clone, Copy)]
+struct RowRef<'a> {
+    ts: i64,
+    seq: i64,
+    machine_id: &'a str,
+    features: &'a [u8],
+}
+
+impl RowRef<'_> {
+    fn to_owned(self) -> HistoryRow {
+        HistoryRow {
+            machine_id: self.machine_id.to_string(),
+            ts: self.ts,
+            seq: self.seq,
+            features: self.features.to_vec(),
+        }
+    }
+}
+
+/// A reading as a block holds it.
+trait BlockRow {
+    /// (ts, seq, machine_id).
+    fn key(&self) -> (i64, i64, &str);
+    /// Appends the canonical encoding of its features.
+    fn write_features(&self, out: &mut Vec<u8>);
+}
+
+impl BlockRow for KeyedRow<'_> {
+    fn key(&self) -> (i64, i64, &str) {
+        (self.1, self.2, self.0)
+    }
+    fn write_features(&self, out: &mut Vec<u8>) {
+        record::encode(self.3, out);
+    }
+}
+
+impl BlockRow for RowRef<'_> {
+    fn key(&self) -> (i64, i64, &str) {
+        (self.ts, self.seq, self.machine_id)
+    }
+    fn write_features(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.features);
+    }
+}
+
+impl BlockRow for &HistoryRow {
+    fn key(&self) -> (i64, i64, &str) {
+        (self.ts, self.seq, &self.machine_id)
+    }
+    fn write_features(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.features);
+    }
+}
+
+/// A block's blob for `rows` (in key order).
+fn encode_block<R: BlockRow>(rows: &[R]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + rows.len() * 96);
+    out.push(FORMAT);
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    let mut features = Vec::new();
+    for row in rows {
+        features.clear();
+        row.write_features(&mut features);
+        let (ts, seq, machine_id) = row.key();
+        out.extend_from_slice(&ts.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&(machine_id.len() as u32).to_le_bytes());
+        out.extend_from_slice(machine_id.as_bytes());
+        out.extend_from_slice(&(features.len() as u32).to_le_bytes());
+        out.extend_from_slice(&features);
+    }
+    out
+}
+
+/// The readings of a block's blob.
+fn decode_block(blob: &[u8]) -> Result<Vec<RowRef<'_>>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> std::result::Result<&'a [u8], String> {
+        let (head, rest) = bytes.split_at_checked(n).ok_or("the block ends early")?;
+        *bytes = rest;
+        Ok(head)
+    }
+    fn int(bytes: &mut &[u8]) -> std::result::Result<i64, String> {
+        Ok(i64::from_le_bytes(
+            take(bytes, 8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn len(bytes: &mut &[u8]) -> std::result::Result<usize, String> {
+        Ok(u32::from_le_bytes(take(bytes, 4)?.try_into().expect("4 bytes")) as usize)
+    }
+    fn decode(mut bytes: &[u8]) -> std::result::Result<Vec<RowRef<'_>>, String> {
+        let format = take(&mut bytes, 1)?[0];
+        if format != FORMAT {
+            return Err(format!("unknown block format {format}"));
+        }
+        let n = len(&mut bytes)?;
+        let mut rows = Vec::with_capacity(n.min(bytes.len() / 24));
+        for _ in 0..n {
+            let ts = int(&mut bytes)?;
+            let seq = int(&mut bytes)?;
+            let m = len(&mut bytes)?;
+            let machine_id = std::str::from_utf8(take(&mut bytes, m)?)
+                .map_err(|_| "a machine id is not UTF-8")?;
+            let f = len(&mut bytes)?;
+            let features = take(&mut bytes, f)?;
+            rows.push(RowRef {
+                ts,
+                seq,
+                machine_id,
+                features,
+            });
+        }
+        if !bytes.is_empty() {
+            return Err("the block has trailing bytes".into());
+        }
+        Ok(rows)
+    }
+    decode(blob)
+        .map_err(|e| Error::Integrity(format!("a stored block of readings is unreadable: {e}")))
+}
+
+/// A block's row, described.
+struct NewBlock {
+    dataset_id: i64,
+    schema_version: i64,
+    first_seq: i64,
+    last_seq: i64,
+    ts_min: i64,
+    ts_max: i64,
+    count: usize,
+    readings: Vec<u8>,
+}
+
+impl NewBlock {
+    /// The block of `rows` (in key order, at least one).
+    fn of<R: BlockRow>(dataset_id: i64, schema_version: i64, rows: &[R]) -> NewBlock {
+        let seqs = rows.iter().map(|r| r.key().1);
+        NewBlock {
+            dataset_id,
+            schema_version,
+            first_seq: seqs.clone().min().expect("a block has rows"),
+            last_seq: seqs.max().expect("a block has rows"),
+            ts_min: rows[0].key().0,
+            ts_max: rows[rows.len() - 1].key().0,
+            count: rows.len(),
+            readings: encode_block(rows),
+        }
+    }
+
+    fn insert(self) -> Sql {
+        let mut sql = Sql::new(
+            "INSERT INTO record_blocks (dataset_id, first_seq, last_seq, schema_version, ts_min, \
+             ts_max, count, readings) VALUES (",
+        );
+        sql.bind(self.dataset_id)
+            .push(", ")
+            .bind(self.first_seq)
+            .push(", ")
+            .bind(self.last_seq)
+            .push(", ")
+            .bind(self.schema_version)
+            .push(", ")
+            .bind(self.ts_min)
+            .push(", ")
+            .bind(self.ts_max)
+            .push(", ")
+            .bind(self.count as i64)
+            .push(", ")
+            .bind(self.readings)
+            .push(")");
+        sql
+    }
+}
+
+/// Stores `rows` (sorted by (ts, machine_id), one per key) under the dataset's `schema_version`,
+/// except those whose key is already stored. Returns the sequence numbers of the rows stored.
+/// The caller holds the dataset's row lock, so no other ingest stores a key meanwhile.
+pub(crate) async fn append(
+    tx: &mut Tx<'_>,
+    dataset_id: i64,
+    schema_version: i64,
+    rows: Vec<KeyedRow<'_>>,
+) -> Result<Vec<i64>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The newest stored time of each machine in the batch.
+    let mut machines: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    machines.sort_unstable();
+    machines.dedup();
+    let mut marks: HashMap<String, i64> = HashMap::with_capacity(machines.len());
+    for chunk in machines.chunks(MARKS_PER_STATEMENT) {
+        let mut sql = Sql::new("SELECT machine_id, last_ts FROM machine_marks WHERE dataset_id = ");
+        sql.bind(dataset_id)
+            .push(" AND machine_id IN ")
+            .bind_list(chunk.iter().copied());
+        marks.extend(tx.fetch_all::<(String, i64)>(sql).await?);
+    }
+    // Rows at or before their machine's mark may be stored already: look them up in the blocks
+    // that overlap their times.
+    let suspects: HashSet<(i64, &str)> = rows
+        .iter()
+        .filter(|r| marks.get(r.0).is_some_and(|&mark| r.1 <= mark))
+        .map(|r| (r.1, r.0))
+        .collect();
+    let mut stored_keys: HashSet<(i64, String)> = HashSet::new();
+    if let (Some(lo), Some(hi)) = (
+        suspects.iter().map(|k| k.0).min(),
+        suspects.iter().map(|k| k.0).max(),
+    ) {
+        overlapping(tx, dataset_id, lo, hi, |_, r| {
+            if suspects.contains(&(r.ts, r.machine_id)) {
+                stored_keys.insert((r.ts, r.machine_id.to_string()));
+            }
+        })
+        .await?;
+    }
+    let new: Vec<KeyedRow<'_>> = if stored_keys.is_empty() {
+        rows
+    } else {
+        rows.into_iter()
+            .filter(|r| !stored_keys.contains(&(r.1, r.0.to_string())))
+            .collect()
+    };
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let block = NewBlock::of(dataset_id, schema_version, &new);
+    tx.execute(block.insert()).await?;
+    // Machines whose newest stored time moved.
+    let mut newest: HashMap<&str, i64> = HashMap::with_capacity(machines.len());
+    for r in &new {
+        let t = newest.entry(r.0).or_insert(r.1);
+        *t = (*t).max(r.1);
+    }
+    let moved: Vec<(&str, i64)> = newest
+        .into_iter()
+        .filter(|(m, t)| marks.get(*m).is_none_or(|mark| t > mark))
+        .collect();
+    for chunk in moved.chunks(MARKS_PER_STATEMENT) {
+        let mut sql =
+            Sql::new("INSERT INTO machine_marks (dataset_id, machine_id, last_ts) VALUES ");
+        for (i, (machine, ts)) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(dataset_id)
+                .push(", ")
+                .bind(*machine)
+                .push(", ")
+                .bind(*ts)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (dataset_id, machine_id) DO UPDATE SET last_ts = excluded.last_ts");
+        tx.execute(sql).await?;
+    }
+    Ok(new.iter().map(|r| r.2).collect())
+}
+
+/// Which stored readings to read: those of a dataset under one schema version, in a time range,
+/// of some machines or all, stored by a sequence number.
+#[derive(Debug, Clone)]
+pub(crate) struct Slice {
+    pub dataset_id: i64,
+    pub schema_version: i64,
+    /// First event time included.
+    pub ts_from: i64,
+    /// Event time the slice ends before.
+    pub ts_to: i64,
+    /// Only these machines, sorted.
+    pub machines: Option<Vec<String>>,
+    /// Readings stored after this sequence number are not part of it.
+    pub max_seq: i64,
+}
+
+impl Slice {
+    /// The part of the slice before `ts` (exclusive).
+    pub(crate) fn before(mut self, ts: i64) -> Slice {
+        self.ts_to = self.ts_to.min(ts);
+        self
+    }
+
+    fn holds(&self, r: &RowRef<'_>) -> bool {
+        r.ts >= self.ts_from
+            && r.ts < self.ts_to
+            && r.seq <= self.max_seq
+            && self
+                .machines
+                .as_ref()
+                .is_none_or(|m| m.binary_search_by(|x| x.as_str().cmp(r.machine_id)).is_ok())
+    }
+}
+
+/// A block that may hold readings of a slice.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    first_seq: i64,
+    last_seq: i64,
+    ts_min: i64,
+    ts_max: i64,
+    count: i64,
+}
+
+/// The blocks that may hold readings of `slice`, by their first time.
+async fn headers(conn: &mut AnyConnection, slice: &Slice) -> Result<Vec<Header>> {
+    let mut sql = Sql::new(
+        "SELECT first_seq, last_seq, ts_min, ts_max, count FROM record_blocks WHERE dataset_id = ",
+    );
+    sql.bind(slice.dataset_id)
+        .push(" AND schema_version = ")
+        .bind(slice.schema_version)
+        .push(" AND ts_max >= ")
+        .bind(slice.ts_from)
+        .push(" AND ts_min < ")
+        .bind(slice.ts_to)
+        .push(" AND first_seq <= ")
+        .bind(slice.max_seq);
+    let mut headers = sql
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Header {
+                first_seq: r.try_get("first_seq")?,
+                last_seq: r.try_get("last_seq")?,
+                ts_min: r.try_get("ts_min")?,
+                ts_max: r.try_get("ts_max")?,
+                count: r.try_get("count")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    headers.sort_unstable_by_key(|h| (h.ts_min, h.first_seq));
+    Ok(headers)
+}
+
+/// The blobs of a dataset's blocks that start at these sequence numbers (a block pruned away
+/// meanwhile is missing).
+async fn blobs(
+    conn: &mut AnyConnection,
+    dataset_id: i64,
+    first_seqs: &[i64],
+) -> Result<Vec<Vec<u8>>> {
+    let mut sql = Sql::new("SELECT readings FROM record_blocks WHERE dataset_id = ");
+    sql.bind(dataset_id)
+        .push(" AND first_seq IN ")
+        .bind_list(first_seqs.iter().copied());
+    sql.fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get("readings")?))
+        .collect()
+}
+
+/// Reads a slice's readings in key order, a chunk at a time, merging blocks that overlap.
+pub(crate) struct Cursor {
+    slice: Slice,
+    headers: Vec<Header>,
+    /// The first block not read yet.
+    next: usize,
+    /// Readings read and not handed out, in key order.
+    pending: Vec<HistoryRow>,
+}
+
+impl Cursor {
+    pub(crate) async fn open(conn: &mut AnyConnection, slice: Slice) -> Result<Cursor> {
+        let headers = headers(conn, &slice).await?;
+        Ok(Cursor {
+            slice,
+            headers,
+            next: 0,
+            pending: Vec::new(),
+        })
+    }
+
+    /// The next `limit` readings (fewer only at the end), in (ts, machine_id) order.
+    pub(crate) async fn next_chunk(
+        &mut self,
+        conn: &mut AnyConnection,
+        limit: usize,
+    ) -> Result<Vec<HistoryRow>> {
+        loop {
+            // What is pending before the next block's first time is final: no block left holds
+            // an earlier key.
+            let ready = match self.headers.get(self.next) {
+                None => self.pending.len(),
+                Some(h) => self.pending.partition_point(|r| r.ts < h.ts_min),
+            };
+            if ready >= limit || self.next == self.headers.len() {
+                return Ok(self.pending.drain(..ready.min(limit)).collect());
+            }
+            let mut first_seqs = Vec::new();
+            let mut rows = 0;
+            while let Some(h) = self.headers.get(self.next) {
+                first_seqs.push(h.first_seq);
+                rows += h.count as usize;
+                self.next += 1;
+                if rows >= limit || first_seqs.len() == BLOCKS_PER_QUERY {
+                    break;
+                }
+            }
+            for blob in blobs(conn, self.slice.dataset_id, &first_seqs).await? {
+                let block = decode_block(&blob)?;
+                self.pending.extend(
+                    block
+                        .into_iter()
+                        .filter(|r| self.slice.holds(r))
+                        .map(RowRef::to_owned),
+                );
+            }
+            // Runs already in order: the sort merges them.
+            self.pending
+                .sort_by(|a, b| (a.ts, a.machine_id.as_str()).cmp(&(b.ts, b.machine_id.as_str())));
+        }
+    }
+}
+
+/// Calls `f` with every reading of `slice`, in no particular order.
+async fn for_each(
+    conn: &mut AnyConnection,
+    slice: &Slice,
+    headers: &[Header],
+    mut f: impl FnMut(&RowRef<'_>),
+) -> Result<()> {
+    for chunk in headers.chunks(BLOCKS_PER_QUERY) {
+        let first_seqs: Vec<i64> = chunk.iter().map(|h| h.first_seq).collect();
+        for blob in blobs(conn, slice.dataset_id, &first_seqs).await? {
+            decode_block(&blob)?
+                .iter()
+                .filter(|r| slice.holds(r))
+                .for_each(&mut f);
+        }
+    }
+    Ok(())
+}
+
+/// How many readings `slice` holds.
+pub(crate) async fn count(conn: &mut AnyConnection, slice: &Slice) -> Result<i64> {
+    let headers = headers(conn, slice).await?;
+    // Blocks wholly inside the slice count without reading them.
+    let (whole, partial): (Vec<Header>, Vec<Header>) = headers.into_iter().partition(|h| {
+        slice.machines.is_none()
+            && h.ts_min >= slice.ts_from
+            && h.ts_max < slice.ts_to
+            && h.last_seq <= slice.max_seq
+    });
+    let mut n: i64 = whole.iter().map(|h| h.count).sum();
+    for_each(conn, slice, &partial, |_| n += 1).await?;
+    Ok(n)
+}
+
+/// The event times of the readings of `slice`, ascending.
+pub(crate) async fn times(conn: &mut AnyConnection, slice: &Slice) -> Result<Vec<i64>> {
+    let headers = headers(conn, slice).await?;
+    let mut times = Vec::new();
+    for_each(conn, slice, &headers, |r| times.push(r.ts)).await?;
+    times.sort_unstable();
+    Ok(times)
+}
+
+/// Calls `f` with the schema version and each reading of the dataset's blocks that overlap
+/// `[lo, hi]` in time, a few blocks at a time (a long range need not fit in memory).
+async fn overlapping(
+    tx: &mut Tx<'_>,
+    dataset_id: i64,
+    lo: i64,
+    hi: i64,
+    mut f: impl FnMut(i64, &RowRef<'_>),
+) -> Result<()> {
+    let mut sql = Sql::new("SELECT first_seq FROM record_blocks WHERE dataset_id = ");
+    sql.bind(dataset_id)
+        .push(" AND ts_max >= ")
+        .bind(lo)
+        .push(" AND ts_min <= ")
+        .bind(hi);
+    let first_seqs = tx.fetch_all::<(i64,)>(sql).await?;
+    for chunk in first_seqs.chunks(BLOCKS_PER_QUERY) {
+        let mut sql =
+            Sql::new("SELECT schema_version, readings FROM record_blocks WHERE dataset_id = ");
+        sql.bind(dataset_id)
+            .push(" AND first_seq IN ")
+            .bind_list(chunk.iter().map(|s| s.0));
+        for (version, blob) in tx.fetch_all::<(i64, Vec<u8>)>(sql).await? {
+            for r in decode_block(&blob)? {
+                f(version, &r);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The stored readings with these keys (machine_id, ts), of any schema version: key →
+/// (sequence number, schema version).
+pub(crate) async fn find(
+    tx: &mut Tx<'_>,
+    dataset_id: i64,
+    keys: &[(&str, i64)],
+) -> Result<HashMap<(String, i64), (i64, i64)>> {
+    let mut found = HashMap::new();
+    let (Some(lo), Some(hi)) = (
+        keys.iter().map(|k| k.1).min(),
+        keys.iter().map(|k| k.1).max(),
+    ) else {
+        return Ok(found);
+    };
+    let wanted: HashSet<(&str, i64)> = keys.iter().copied().collect();
+    overlapping(tx, dataset_id, lo, hi, |version, r| {
+        if wanted.contains(&(r.machine_id, r.ts)) {
+            found.insert((r.machine_id.to_string(), r.ts), (r.seq, version));
+        }
+    })
+    .await?;
+    Ok(found)
+}
+
+/// How many readings of a dataset are stored, in all.
+pub(crate) async fn total(conn: &mut AnyConnection, dataset_id: i64) -> Result<i64> {
+    Ok(
+        sqlx::query("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM record_blocks WHERE dataset_id = $1")
+            .bind(dataset_id)
+            .fetch_one(conn)
+            .await?
+            .try_get("n")?,
+    )
+}
+
+/// How many readings of a dataset were stored with a sequence number above `seq`.
+pub(crate) async fn count_since(
+    conn: &mut AnyConnection,
+    dataset_id: i64,
+    seq: i64,
+) -> Result<i64> {
+    let whole: i64 = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM record_blocks WHERE dataset_id = $1 AND first_seq > $2",
+    )
+    .bind(dataset_id)
+    .bind(seq)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("n")?;
+    let straddling = sqlx::query(
+        "SELECT readings FROM record_blocks WHERE dataset_id = $1 AND first_seq <= $2 AND last_seq > $2",
+    )
+    .bind(dataset_id)
+    .bind(seq)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut n = whole;
+    for row in straddling {
+        let blob: Vec<u8> = row.try_get("readings")?;
+        n += decode_block(&blob)?.iter().filter(|r| r.seq > seq).count() as i64;
+    }
+    Ok(n)
+}
+
+/// The newest event time stored in a dataset.
+pub(crate) async fn newest(conn: &mut AnyConnection, dataset_id: i64) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query("SELECT MAX(ts_max) AS newest FROM record_blocks WHERE dataset_id = $1")
+            .bind(dataset_id)
+            .fetch_one(conn)
+            .await?
+            .try_get("newest")?,
+    )
+}
+
+/// Deletes a dataset's readings before `cutoff` except those `keep` names (by machine and time):
+/// blocks left empty go, the others are written again with the readings they keep. Returns how
+/// many readings were deleted and how many of those before the cutoff were kept.
+pub(crate) async fn prune(
+    conn: &mut AnyConnection,
+    dataset_id: i64,
+    cutoff: i64,
+    keep: impl Fn(&str, i64) -> bool,
+) -> Result<(u64, u64)> {
+    // The blocks are read one at a time: a long history need not fit in memory.
+    let first_seqs: Vec<i64> =
+        sqlx::query("SELECT first_seq FROM record_blocks WHERE dataset_id = $1 AND ts_min < $2")
+            .bind(dataset_id)
+            .bind(cutoff)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get("first_seq"))
+            .collect::<sqlx::Result<_>>()?;
+    let (mut deleted, mut kept) = (0u64, 0u64);
+    for first_seq in first_seqs {
+        let row = sqlx::query(
+            "SELECT schema_version, readings FROM record_blocks WHERE dataset_id = $1 AND first_seq = $2",
+        )
+        .bind(dataset_id)
+        .bind(first_seq)
+        .fetch_one(&mut *conn)
+        .await?;
+        let version: i64 = row.try_get("schema_version")?;
+        let blob: Vec<u8> = row.try_get("readings")?;
+        let block = decode_block(&blob)?;
+        let remaining: Vec<RowRef<'_>> = block
+            .iter()
+            .copied()
+            .filter(|r| r.ts >= cutoff || keep(r.machine_id, r.ts))
+            .collect();
+        kept += remaining.iter().filter(|r| r.ts < cutoff).count() as u64;
+        if remaining.len() == block.len() {
+            continue;
+        }
+        deleted += (block.len() - remaining.len()) as u64;
+        sqlx::query("DELETE FROM record_blocks WHERE dataset_id = $1 AND first_seq = $2")
+            .bind(dataset_id)
+            .bind(first_seq)
+            .execute(&mut *conn)
+            .await?;
+        if !remaining.is_empty() {
+            let block = NewBlock::of(dataset_id, version, &remaining);
+            block.insert().execute(&mut *conn).await?;
+        }
+    }
+    Ok((deleted, kept))
+}
+
+/// Readings converted per statement by [`convert_legacy_records`].
+const LEGACY_PAGE: i64 = 10_000;
+
+/// Carries the rows of the history's first form (`records`, a row per reading; migrations 0002
+/// and 0004) over to blocks, in key order, with their sequence numbers, and the newest time of
+/// each machine to `machine_marks`; then drops the table. Nothing to do once it is gone.
+pub(crate) async fn convert_legacy_records(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<()> {
+    if !table_exists(conn, backend, "records").await? {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    let mut after = (i64::MIN, i64::MIN, String::new());
+    loop {
+        let rows = sqlx::query(
+            "SELECT dataset_id, schema_version, machine_id, ts, seq, features FROM records \
+             WHERE (dataset_id, ts, machine_id) > ($1, $2, $3) \
+             ORDER BY dataset_id, ts, machine_id LIMIT $4",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(after.2.as_str())
+        .bind(LEGACY_PAGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        // (dataset_id, schema_version, reading) in key order.
+        let page = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("dataset_id")?,
+                    r.try_get::<i64, _>("schema_version")?,
+                    HistoryRow {
+                        machine_id: r.try_get("machine_id")?,
+                        ts: r.try_get("ts")?,
+                        seq: r.try_get("seq")?,
+                        features: r.try_get("features")?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // A block for each run of one dataset and schema version.
+        for run in page.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let rows: Vec<&HistoryRow> = run.iter().map(|r| &r.2).collect();
+            let block = NewBlock::of(run[0].0, run[0].1, &rows);
+            block.insert().execute(&mut tx).await?;
+        }
+        match page.last() {
+            Some((dataset_id, _, r)) if page.len() as i64 == LEGACY_PAGE => {
+                after = (*dataset_id, r.ts, r.machine_id.clone())
+            }
+            _ => break,
+        }
+    }
+    sqlx::query(
+        "INSERT INTO machine_marks (dataset_id, machine_id, last_ts) \
+         SELECT dataset_id, machine_id, MAX(ts) FROM records GROUP BY dataset_id, machine_id",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DROP TABLE records").execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip() {
+        let values = [
+            vec![Value::Number(1.5), Value::Missing],
+            vec![Value::Text("é".into()), Value::Number(-0.0)],
+        ];
+        let rows: Vec<KeyedRow<'_>> = vec![("m1", 10, 7, &values[0]), ("ü2", 10, 3, &values[1])];
+        let blob = encode_block(&rows);
+        let decoded = decode_block(&blob).unwrap();
+        assert_eq!(decoded.len(), 2);
+        for (d, r) in decoded.iter().zip(&rows) {
+            assert_eq!((d.machine_id, d.ts, d.seq), (r.0, r.1, r.2));
+            assert_eq!(record::decode(d.features, 2).unwrap(), r.3.to_vec());
+        }
+        for cut in [0, 1, 5, blob.len() - 1] {
+            assert!(decode_block(&blob[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert!(decode_block(&longer).is_err());
+        let mut other = blob;
+        other[0] = 9;
+        let e = decode_block(&other).unwrap_err().to_string();
+        assert!(e.contains("unknown block format 9"), "{e}");
+    }
+}
