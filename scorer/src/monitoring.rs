@@ -160,6 +160,24 @@ impl DriftMonitors {
         machine_ids: &[String],
         ts: &[i64],
     ) -> Result<Vec<DriftReport>, MonitoringError> {
+        let closed = self
+            .close_windows(dataset, served, frame, predictions, machine_ids, ts)
+            .await?;
+        self.store_reports(&closed).await
+    }
+
+    /// Adds a batch to its monitor as [`DriftMonitors::observe`] does, and returns the reports of
+    /// the windows it closed, oldest first, without storing them (see
+    /// [`DriftMonitors::store_reports`]).
+    pub async fn close_windows(
+        &self,
+        dataset: &str,
+        served: &Served,
+        frame: &FeatureFrame,
+        predictions: &Predictions,
+        machine_ids: &[String],
+        ts: &[i64],
+    ) -> Result<Vec<NewDriftReport>, MonitoringError> {
         let Some(reference) = self.reference(&served.model, served.version).await? else {
             return Ok(Vec::new());
         };
@@ -221,11 +239,19 @@ impl DriftMonitors {
             .map_err(|e| MonitoringError::Input(format!("the drift monitor failed: {e}")))?
         }
         .map_err(|e| MonitoringError::Input(e.to_string()))?;
+        Ok(closed)
+    }
+
+    /// Stores the reports of closed windows together (one commit, not one per window) and hands
+    /// each to the drift hook; returns them with their ids, in order.
+    pub async fn store_reports(
+        &self,
+        closed: &[NewDriftReport],
+    ) -> Result<Vec<DriftReport>, MonitoringError> {
         if closed.is_empty() {
             return Ok(Vec::new());
         }
-        // The windows a batch closed are stored together: one commit, not one per window.
-        let stored = self.store.create_drift_reports(&closed).await?;
+        let stored = self.store.create_drift_reports(closed).await?;
         let hook = self.hook.read().expect("hook lock").clone();
         if let Some(hook) = hook {
             stored.iter().for_each(|report| hook(report));

@@ -484,13 +484,20 @@ impl DriftQueue {
         let done = Arc::new(watch::Sender::new(0u64));
         let finished = done.clone();
         tokio::spawn(async move {
-            while let Some((dataset, observed)) = rx.recv().await {
-                // A task per batch: a panic in a monitor is logged and the queue goes on.
+            while let Some(first) = rx.recv().await {
+                // The batches queued meanwhile go with it: their reports share one commit,
+                // which would otherwise take the writer from the ingests once per batch.
+                let mut batches = vec![first];
+                while let Ok(next) = rx.try_recv() {
+                    batches.push(next);
+                }
+                let n = batches.len() as u64;
+                // A task per turn: a panic in a monitor is logged and the queue goes on.
                 let drift = drift.clone();
-                if let Err(e) = tokio::spawn(observe(drift, dataset, observed)).await {
+                if let Err(e) = tokio::spawn(observe(drift, batches)).await {
                     tracing::error!(error = %e, "drift monitoring failed");
                 }
-                finished.send_modify(|n| *n += 1);
+                finished.send_modify(|done| *done += n);
             }
         });
         DriftQueue {
@@ -530,28 +537,36 @@ impl DriftSlot<'_> {
     }
 }
 
-/// Hands a batch's champion views to the drift monitors; failures are logged.
-async fn observe(drift: Arc<DriftMonitors>, dataset: String, observed: Vec<Observed>) {
-    for o in &observed {
-        if let Err(e) = drift
-            .observe(
-                &dataset,
-                &o.served,
-                &o.frame,
-                &o.predictions,
-                &o.machine_ids,
-                &o.ts,
-            )
-            .await
-        {
-            tracing::warn!(
-                dataset,
-                model = %o.served.model,
-                version = o.served.version,
-                error = %e,
-                "drift monitoring failed"
-            );
+/// Hands batches' champion views to the drift monitors, in order, and stores the reports of the
+/// windows they closed together; failures are logged.
+async fn observe(drift: Arc<DriftMonitors>, batches: Vec<(String, Vec<Observed>)>) {
+    let mut closed = Vec::new();
+    for (dataset, observed) in &batches {
+        for o in observed {
+            match drift
+                .close_windows(
+                    dataset,
+                    &o.served,
+                    &o.frame,
+                    &o.predictions,
+                    &o.machine_ids,
+                    &o.ts,
+                )
+                .await
+            {
+                Ok(reports) => closed.extend(reports),
+                Err(e) => tracing::warn!(
+                    dataset,
+                    model = %o.served.model,
+                    version = o.served.version,
+                    error = %e,
+                    "drift monitoring failed"
+                ),
+            }
         }
+    }
+    if let Err(e) = drift.store_reports(&closed).await {
+        tracing::warn!(reports = closed.len(), error = %e, "storing drift reports failed");
     }
 }
 
