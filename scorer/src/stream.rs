@@ -87,8 +87,28 @@ pub struct StreamReport {
 
 impl StreamReport {
     /// The report as JSON, written into a buffer sized for its scores at once (a batch's answer
-    /// runs to megabytes; grown from empty, it would be copied a dozen times).
-    pub fn to_json(&self) -> Vec<u8> {
+    /// runs to megabytes; grown from empty, it would be copied a dozen times); without the
+    /// scores unless `with_scores` (for a producer that leaves them to the subscribers).
+    pub fn to_json(&self, with_scores: bool) -> Vec<u8> {
+        if !with_scores {
+            /// The report but its scores.
+            #[derive(Serialize)]
+            struct Summary<'a> {
+                #[serde(flatten)]
+                ingest: &'a IngestReport,
+                scored_by: &'a [ScoredBy],
+                not_scored: &'a [NotScored],
+                #[serde(skip_serializing_if = "Option::is_none")]
+                note: &'a Option<String>,
+            }
+            let summary = Summary {
+                ingest: &self.ingest,
+                scored_by: &self.scored_by,
+                not_scored: &self.not_scored,
+                note: &self.note,
+            };
+            return serde_json::to_vec(&summary).expect("a stream report serializes");
+        }
         let scores: usize = self.scores.iter().map(AppendedBlock::len).sum();
         let mut out = Vec::with_capacity(1024 + 256 * scores);
         serde_json::to_writer(&mut out, self).expect("a stream report serializes");

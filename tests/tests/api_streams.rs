@@ -664,6 +664,64 @@ async fn websockets(db: Db) {
         assert_eq!(ws_next(&mut late).await["position"], want["position"]);
     }
 
+    // A producer that leaves the scores to the subscribers: `Prefer: return=minimal` answers
+    // with the report but not the scores, over HTTP and for every frame of a WebSocket.
+    let more = ndjson(3061..=3070);
+    let response = crew
+        .gateway
+        .request(Method::POST, "/api/v1/streams/ai4i/records")
+        .header("content-type", "application/x-ndjson")
+        .header("prefer", "respond-async, RETURN=minimal")
+        .body(more[..5].join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["preference-applied"], "return=minimal");
+    let minimal = expect_json(response, 200).await;
+    assert_eq!(
+        minimal,
+        json!({"accepted": 5, "duplicates": 0, "rejected": [],
+               "scored_by": [{"model": "failure", "version": 1, "role": "champion", "scores": 5}],
+               "not_scored": []})
+    );
+    let url = app
+        .url("/api/v1/streams/ai4i/ws")
+        .replacen("http://", "ws://", 1);
+    let mut request = url.into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "authorization",
+        format!("Bearer {}", crew.gateway.token).parse().unwrap(),
+    );
+    headers.insert("prefer", "return=minimal".parse().unwrap());
+    let (mut quiet, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    quiet
+        .send(Message::text(more[5..].join("\n")))
+        .await
+        .unwrap();
+    let report = ws_next(&mut quiet).await;
+    assert_eq!(report["accepted"], 5, "{report}");
+    assert!(report.get("scores").is_none(), "{report}");
+    // The scores went to the subscribers all the same, after the ones before.
+    for position in 61..=70 {
+        let got = ws_next(&mut subscriber).await;
+        assert_eq!(got["position"], position, "{got}");
+        assert_eq!(got["version"], 1);
+    }
+    // Without the preference, the answer has the scores, and no Preference-Applied.
+    let response = crew
+        .gateway
+        .request(Method::POST, "/api/v1/streams/ai4i/records")
+        .header("content-type", "application/x-ndjson")
+        .header("prefer", "return=representation")
+        .body(ndjson(3071..=3071).join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("preference-applied").is_none());
+    let full = expect_json(response, 200).await;
+    assert_eq!(positions(&full["scores"]), vec![71]);
+
     // Roles and unknown datasets are refused at the handshake.
     refused_with(
         ws_connect(&app, &consumer.token, "/api/v1/streams/ai4i/ws").await,
@@ -683,7 +741,7 @@ async fn websockets(db: Db) {
     );
     // Open sockets do not keep the server from stopping.
     app.stop().await;
-    drop((subscriber, gateway, late));
+    drop((subscriber, gateway, late, quiet));
 }
 
 // ----- hot swap and shadow ---------------------------------------------------------------------

@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
 use axum::http::header::ACCEPT;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,9 +46,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[utoipa::path(post, path = "/streams/{name}/records", tag = "streams",
-    params(("name" = String, Path, description = "Dataset name")),
+    params(("name" = String, Path, description = "Dataset name"),
+           ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer without the scores (a producer that leaves them to the stream's subscribers); the answer then carries `Preference-Applied: return=minimal`")),
     request_body(content = Vec<serde_json::Value>, description = "A JSON array of records, or NDJSON with Content-Type application/x-ndjson (as for dataset ingest)", content_type = "application/json"),
-    responses((status = 200, description = "What was stored, refused and scored; the champion scores of the new records with their positions", body = StreamReport),
+    responses((status = 200, description = "What was stored, refused and scored; the champion scores of the new records with their positions (left out with `Prefer: return=minimal`)", body = StreamReport),
               (status = 400, description = "The body is not a JSON array, or too many records", body = ErrorBody),
               (status = 404, description = "No such dataset", body = ErrorBody),
               (status = 413, description = "Body over the limit", body = ErrorBody)))]
@@ -58,16 +59,39 @@ async fn post_records(
     Path(name): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
+    let minimal = prefers_minimal(req.headers());
     let (ndjson, text) = body_text(&state, req).await?;
     let report = state
         .streams
         .submit(&caller.actor(), &name, text, ndjson, "stream")
         .await?;
-    Ok((
+    let mut response = (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        report.to_json(),
+        report.to_json(!minimal),
     )
-        .into_response())
+        .into_response();
+    if minimal {
+        response
+            .headers_mut()
+            .insert(PREFERENCE_APPLIED, RETURN_MINIMAL.clone());
+    }
+    Ok(response)
+}
+
+/// `Preference-Applied` (RFC 7240).
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+/// The preference for an answer without the scores.
+const RETURN_MINIMAL: HeaderValue = HeaderValue::from_static("return=minimal");
+
+/// Whether the request prefers an answer without the scores (`Prefer: return=minimal`, RFC
+/// 7240): a producer that leaves the scores to the stream's subscribers need not get them back.
+fn prefers_minimal(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"))
 }
 
 /// Where to start, and what to list.
@@ -288,21 +312,30 @@ async fn close(mut socket: WebSocket, code: u16, reason: String) {
 
 /// `GET /api/v1/streams/{name}/ws` (role ingest): records in text frames (a JSON array, NDJSON,
 /// or one JSON object), each frame answered with its report and scores as `POST .../records`
-/// answers, or with an error object `{"error_code", "message"}`.
+/// answers (without the scores when the upgrade request says `Prefer: return=minimal`), or with
+/// an error object `{"error_code", "message"}`.
 async fn ws_records(
     State(state): State<AppState>,
     caller: Can<can::Ingest>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     state.store.get_dataset(&name).await?;
     let actor = caller.actor();
+    let scores = !prefers_minimal(&headers);
     Ok(upgrade
         .max_message_size(state.config.max_body_size as usize)
-        .on_upgrade(move |socket| receive_records(socket, state, actor, name)))
+        .on_upgrade(move |socket| receive_records(socket, state, actor, name, scores)))
 }
 
-async fn receive_records(mut socket: WebSocket, state: AppState, actor: Actor, name: String) {
+async fn receive_records(
+    mut socket: WebSocket,
+    state: AppState,
+    actor: Actor,
+    name: String,
+    scores: bool,
+) {
     loop {
         let message = tokio::select! {
             message = socket.recv() => match message {
@@ -324,7 +357,7 @@ async fn receive_records(mut socket: WebSocket, state: AppState, actor: Actor, n
                     .submit(&actor, &name, text, ndjson, "stream")
                     .await
                 {
-                    Ok(report) => String::from_utf8(report.to_json()).expect("JSON is UTF-8"),
+                    Ok(report) => String::from_utf8(report.to_json(scores)).expect("JSON is UTF-8"),
                     Err(e) => error_json(e.into()),
                 }
             }

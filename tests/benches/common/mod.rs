@@ -117,9 +117,20 @@ impl RawClient {
     /// POSTs `body` with `content_type` to `path` and returns the response body, asserting a 2xx
     /// status.
     pub fn post_raw(&mut self, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+        self.post_with(path, content_type, "", body)
+    }
+
+    /// [`RawClient::post_raw`] with more header lines (`extra`, each ending in `\r\n`).
+    pub fn post_with(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        extra: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
         use std::io::{Read, Write};
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\n\r\n",
             self.host,
             self.token,
             body.len()
