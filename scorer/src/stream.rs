@@ -338,9 +338,17 @@ impl StreamHub {
         };
         let (ingest, stored, (scored_by, not_scored, guard, observed)) = self
             .store
-            .ingest_records_scored(actor, dataset, body, ndjson, source, |ds, fresh| {
-                self.score(ds, fresh, models, order, received_at)
-            })
+            .ingest_records_scored(
+                actor,
+                dataset,
+                body,
+                ndjson,
+                source,
+                |ds, readings| self.prescore(ds, readings, &models, received_at),
+                |ds, fresh, prescored| {
+                    self.score(ds, fresh, &models, order, received_at, prescored)
+                },
+            )
             .await?;
         let scores: ScoreBatch = stored
             .into_iter()
@@ -387,15 +395,52 @@ impl StreamHub {
         }
     }
 
-    /// Scores the newly stored `fresh` readings; runs inside the ingest's transaction.
+    /// Scores a batch's valid readings before it takes the writer, with the versions the
+    /// champion and challenger aliases name now (those that cannot score are left out: `score`
+    /// says why). Scoring there keeps it off the writer, which batches of every client share.
+    async fn prescore(
+        &self,
+        dataset: Dataset,
+        readings: Arc<[Reading]>,
+        models: &[String],
+        received_at: i64,
+    ) -> Vec<Prescored> {
+        let dataset = Arc::new(dataset);
+        let mut out = Vec::new();
+        for model in models {
+            for (alias, role) in [
+                (CHAMPION, ScoreRole::Champion),
+                (CHALLENGER, ScoreRole::Challenger),
+            ] {
+                if let Ok(served) = self.models.resolve(model, alias).await
+                    && let Ok(scored) =
+                        score_batch(&served, &dataset, &readings, role, received_at).await
+                {
+                    out.push(Prescored {
+                        model: model.clone(),
+                        version: served.version,
+                        role,
+                        scored,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Scores the newly stored `fresh` readings; runs inside the ingest's transaction. The
+    /// versions are resolved here, under the dataset's lock, so that a swap falls between two
+    /// batches; a version's `prescored` scores of these very readings are taken as they are.
     async fn score(
         &self,
         dataset: Dataset,
         fresh: Arc<[Reading]>,
-        models: Vec<String>,
+        models: &[String],
         order: Arc<tokio::sync::Mutex<()>>,
         received_at: i64,
+        prescored: Option<Vec<Prescored>>,
     ) -> Result<(Vec<ScoreBlock>, ScoreOutcome)> {
+        let mut prescored = prescored.unwrap_or_default();
         if fresh.is_empty() {
             return Ok((Vec::new(), (Vec::new(), Vec::new(), None, Vec::new())));
         }
@@ -407,7 +452,7 @@ impl StreamHub {
         let mut scored_by = Vec::new();
         let mut not_scored = Vec::new();
         let mut observed = Vec::new();
-        for model in &models {
+        for model in models {
             for (alias, role) in [
                 (CHAMPION, ScoreRole::Champion),
                 (CHALLENGER, ScoreRole::Challenger),
@@ -425,7 +470,14 @@ impl StreamHub {
                         continue;
                     }
                 };
-                match score_batch(&served, &dataset, &fresh, role, received_at).await {
+                let ready = prescored
+                    .iter()
+                    .position(|p| (&p.model, p.version, p.role) == (model, served.version, role));
+                let scored = match ready {
+                    Some(i) => Ok(prescored.swap_remove(i).scored),
+                    None => score_batch(&served, &dataset, &fresh, role, received_at).await,
+                };
+                match scored {
                     Ok((block, frame, predictions)) => {
                         // Drift is watched on what the champion saw and said.
                         if role == ScoreRole::Champion && self.drift.is_some() {
@@ -479,6 +531,14 @@ type ScoreOutcome = (
     Option<tokio::sync::OwnedMutexGuard<()>>,
     Vec<Observed>,
 );
+
+/// A batch scored by one version before the ingest took the writer.
+struct Prescored {
+    model: String,
+    version: i64,
+    role: ScoreRole,
+    scored: Scored,
+}
 
 /// One champion's view of a batch, for the drift monitors.
 struct Observed {

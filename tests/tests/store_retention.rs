@@ -130,7 +130,8 @@ async fn scored_press(t: &TestStore) {
             records,
             false,
             "api",
-            |_, fresh| async move {
+            |_, _| async {},
+            |_, fresh, _| async move {
                 let values = fresh
                     .iter()
                     .map(|r| match r.features[0] {

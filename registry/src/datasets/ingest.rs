@@ -41,6 +41,16 @@ pub struct IngestReport {
     pub rejected: Vec<Rejection>,
 }
 
+/// A parsed batch: the raw text of refused records, the refusals, and the valid readings with
+/// their positions in the request and what was prepared from them for scoring.
+struct Parsed<Pre> {
+    raws: Vec<String>,
+    positions: Vec<usize>,
+    readings: Arc<[Reading]>,
+    rejected: Vec<Rejection>,
+    prepared: Option<Pre>,
+}
+
 /// A parsed batch of records on its way into the history.
 struct Batch<'a> {
     actor: &'a Actor,
@@ -151,9 +161,16 @@ impl Store {
         source: &str,
     ) -> Result<IngestReport> {
         let (report, _, ()) = self
-            .ingest(actor, name, body, ndjson, source, false, |_, _| async {
-                Ok((Vec::new(), ()))
-            })
+            .ingest(
+                actor,
+                name,
+                body,
+                ndjson,
+                source,
+                false,
+                |_, _| async {},
+                |_, _, _: Option<()>| async { Ok((Vec::new(), ())) },
+            )
             .await?;
         Ok(report)
     }
@@ -165,28 +182,36 @@ impl Store {
     /// under the dataset's row lock, so that a record is stored if and only if its scores are, and
     /// positions follow commit order. `score` runs while ingest into the dataset is held: it
     /// should do nothing slow besides scoring.
-    #[tracing::instrument(skip(self, actor, body, score), fields(bytes = body.len()))]
-    pub async fn ingest_records_scored<T, F, Fut>(
+    ///
+    /// So that it need not even score there, `prepare` gets every valid reading of the batch (in
+    /// request order) before the writer is taken; what it returns is handed to `score` when those
+    /// readings were all stored (they are then exactly `score`'s), and `None` otherwise.
+    #[tracing::instrument(skip(self, actor, body, prepare, score), fields(bytes = body.len()))]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn ingest_records_scored<T, P, PFut, Pre, F, Fut>(
         &self,
         actor: &Actor,
         name: &str,
         body: String,
         ndjson: bool,
         source: &str,
+        prepare: P,
         score: F,
     ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
     where
-        F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
+        P: FnOnce(Dataset, Arc<[Reading]>) -> PFut,
+        PFut: Future<Output = Pre>,
+        F: FnOnce(Dataset, Arc<[Reading]>, Option<Pre>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
-        self.ingest(actor, name, body, ndjson, source, true, score)
+        self.ingest(actor, name, body, ndjson, source, true, prepare, score)
             .await
     }
 
-    /// Ingest, with `score` run on the accepted readings inside the transaction (given none
-    /// unless `collect`).
+    /// Ingest, with `prepare` run on the valid readings before the writer is taken and `score`
+    /// on the accepted ones inside the transaction (neither given any unless `collect`).
     #[allow(clippy::too_many_arguments)]
-    async fn ingest<T, F, Fut>(
+    async fn ingest<T, P, PFut, Pre, F, Fut>(
         &self,
         actor: &Actor,
         name: &str,
@@ -194,14 +219,31 @@ impl Store {
         ndjson: bool,
         source: &str,
         collect: bool,
+        prepare: P,
         score: F,
     ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
     where
-        F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
+        P: FnOnce(Dataset, Arc<[Reading]>) -> PFut,
+        PFut: Future<Output = Pre>,
+        F: FnOnce(Dataset, Arc<[Reading]>, Option<Pre>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
         let dataset = self.get_dataset(name).await?;
-        let (span, parsed) = parse_batch(&dataset, body, ndjson, false).await?;
+        let (span, (raws, parsed, rejected)) = parse_batch(&dataset, body, ndjson, false).await?;
+        let (positions, readings): (Vec<usize>, Vec<Reading>) = parsed.into_iter().unzip();
+        let readings: Arc<[Reading]> = readings.into();
+        let prepared = if collect && !readings.is_empty() {
+            Some(prepare(dataset.clone(), readings.clone()).await)
+        } else {
+            None
+        };
+        let parsed = Parsed {
+            raws,
+            positions,
+            readings,
+            rejected,
+            prepared,
+        };
         let mut conn = self.writer().await?;
         let batch = Batch {
             actor,
@@ -235,17 +277,24 @@ impl Store {
     /// Writes a parsed batch in the caller's transaction: its new records (and labels), dead
     /// letters, the scores `score` makes of the new records, and the audit entry. Returns the
     /// report, the stored scores and what `score` handed back.
-    async fn write_batch<T, F, Fut>(
+    async fn write_batch<T, Pre, F, Fut>(
         &self,
         tx: &mut Tx<'_>,
         batch: Batch<'_>,
-        (raws, parsed, rejected): ParsedRecords,
+        parsed: Parsed<Pre>,
         score: F,
     ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
     where
-        F: FnOnce(Dataset, Arc<[Reading]>) -> Fut,
+        F: FnOnce(Dataset, Arc<[Reading]>, Option<Pre>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
+        let Parsed {
+            raws,
+            positions,
+            readings,
+            rejected,
+            prepared,
+        } = parsed;
         let Batch {
             actor,
             name,
@@ -258,13 +307,11 @@ impl Store {
         // Reserving them also locks the dataset's row until commit: ingests into one dataset take
         // turns, so the check for stored keys below cannot race with another ingest's insert.
         let first_seq = reserve_seq(tx, dataset.id, span).await?;
-        let readings: Vec<(i64, Reading)> = parsed
-            .into_iter()
-            .map(|(i, r)| (first_seq + i as i64, r))
-            .collect();
+        let seq_of = |i: usize| first_seq + positions[i] as i64;
         let rows: Vec<KeyedRow> = readings
             .iter()
-            .map(|(seq, r)| (r.machine_id.as_str(), r.ts, *seq, &r.features[..]))
+            .enumerate()
+            .map(|(i, r)| (r.machine_id.as_str(), r.ts, seq_of(i), &r.features[..]))
             .collect();
         // A key sent twice is stored from its first record; the later ones are duplicates like
         // any other.
@@ -272,35 +319,37 @@ impl Store {
             history::append(tx, dataset.id, dataset.schema_version, in_key_order(rows)).await?;
         let accepted = stored.len();
         let valid = readings.len();
-        let with_labels = readings.iter().any(|(_, r)| r.labels.is_some());
-        // The readings this batch stored (in request order), when anything needs them.
-        let fresh: Vec<(i64, Reading)> = if !(collect || with_labels) {
-            Vec::new()
-        } else if accepted == readings.len() {
-            readings
+        // Which readings this batch stored (indexes into `readings`, in request order).
+        let all_stored = accepted == valid;
+        let fresh: Vec<usize> = if all_stored {
+            (0..valid).collect()
         } else {
             let stored: HashSet<i64> = stored.into_iter().collect();
-            readings
-                .into_iter()
-                .filter(|(seq, _)| stored.contains(seq))
+            (0..valid)
+                .filter(|&i| stored.contains(&seq_of(i)))
                 .collect()
         };
-        if with_labels {
+        if readings.iter().any(|r| r.labels.is_some()) {
             let labelled: Vec<KeyedRow> = fresh
                 .iter()
-                .filter_map(|(seq, r)| {
-                    Some((r.machine_id.as_str(), r.ts, *seq, r.labels.as_deref()?))
+                .filter_map(|&i| {
+                    let r = &readings[i];
+                    Some((r.machine_id.as_str(), r.ts, seq_of(i), r.labels.as_deref()?))
                 })
                 .collect();
             insert_labels(tx, self.backend(), dataset, labelled).await?;
         }
         store_dead_letters(tx, dataset.id, source, &rejected, &raws).await?;
-        let fresh: Arc<[Reading]> = if collect {
-            fresh.into_iter().map(|(_, r)| r).collect()
-        } else {
+        let fresh: Arc<[Reading]> = if !collect {
             Arc::new([])
+        } else if all_stored {
+            readings
+        } else {
+            fresh.iter().map(|&i| readings[i].clone()).collect()
         };
-        let (new_scores, extra) = score(dataset.clone(), fresh).await?;
+        // What was prepared is for every valid reading: it holds only if all were stored.
+        let prepared = prepared.filter(|_| all_stored);
+        let (new_scores, extra) = score(dataset.clone(), fresh, prepared).await?;
         let seqs = (first_seq, first_seq + span as i64 - 1);
         let scores = append_scores(tx, dataset.id, seqs, new_scores).await?;
         let duplicates = valid - accepted;
