@@ -330,6 +330,16 @@ impl<A: Column, B: Column> Columns for (A, B) {
     }
 }
 
+impl<A: Column, B: Column, C: Column> Columns for (A, B, C) {
+    fn from_any(row: &AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    }
+    fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    }
+}
+
 /// A transaction on the SQLite writer's direct connection (`BEGIN IMMEDIATE`), rolled back when
 /// dropped uncommitted — also when the task that holds it is cancelled half-way.
 pub(crate) struct DirectTransaction<'a> {

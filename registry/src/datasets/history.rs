@@ -249,11 +249,9 @@ pub(crate) async fn append(
         .map(|r| (r.1, r.0))
         .collect();
     let mut stored_keys: HashSet<(i64, String)> = HashSet::new();
-    if let (Some(lo), Some(hi)) = (
-        suspects.iter().map(|k| k.0).min(),
-        suspects.iter().map(|k| k.0).max(),
-    ) {
-        overlapping(tx, dataset_id, lo, hi, |_, r| {
+    if !suspects.is_empty() {
+        let times: Vec<i64> = suspects.iter().map(|k| k.0).collect();
+        overlapping(tx, dataset_id, times, |_, r| {
             if suspects.contains(&(r.ts, r.machine_id)) {
                 stored_keys.insert((r.ts, r.machine_id.to_string()));
             }
@@ -500,28 +498,43 @@ pub(crate) async fn times(conn: &mut AnyConnection, slice: &Slice) -> Result<Vec
     Ok(times)
 }
 
-/// Calls `f` with the schema version and each reading of the dataset's blocks that overlap
-/// `[lo, hi]` in time, a few blocks at a time (a long range need not fit in memory).
+/// Calls `f` with the schema version and each reading of the dataset's blocks that span any of
+/// `times`, a few blocks at a time: a late reading and a recent one do not read every block in
+/// between.
 async fn overlapping(
     tx: &mut Tx<'_>,
     dataset_id: i64,
-    lo: i64,
-    hi: i64,
+    mut times: Vec<i64>,
     mut f: impl FnMut(i64, &RowRef<'_>),
 ) -> Result<()> {
-    let mut sql = Sql::new("SELECT first_seq FROM record_blocks WHERE dataset_id = ");
+    times.sort_unstable();
+    times.dedup();
+    let (Some(&lo), Some(&hi)) = (times.first(), times.last()) else {
+        return Ok(());
+    };
+    let mut sql =
+        Sql::new("SELECT first_seq, ts_min, ts_max FROM record_blocks WHERE dataset_id = ");
     sql.bind(dataset_id)
         .push(" AND ts_max >= ")
         .bind(lo)
         .push(" AND ts_min <= ")
         .bind(hi);
-    let first_seqs = tx.fetch_all::<(i64,)>(sql).await?;
+    let first_seqs: Vec<i64> = tx
+        .fetch_all::<(i64, i64, i64)>(sql)
+        .await?
+        .into_iter()
+        .filter(|&(_, ts_min, ts_max)| {
+            let i = times.partition_point(|&t| t < ts_min);
+            i < times.len() && times[i] <= ts_max
+        })
+        .map(|(first_seq, _, _)| first_seq)
+        .collect();
     for chunk in first_seqs.chunks(BLOCKS_PER_QUERY) {
         let mut sql =
             Sql::new("SELECT schema_version, readings FROM record_blocks WHERE dataset_id = ");
         sql.bind(dataset_id)
             .push(" AND first_seq IN ")
-            .bind_list(chunk.iter().map(|s| s.0));
+            .bind_list(chunk.iter().copied());
         for (version, blob) in tx.fetch_all::<(i64, Vec<u8>)>(sql).await? {
             for r in decode_block(&blob)? {
                 f(version, &r);
@@ -539,14 +552,9 @@ pub(crate) async fn find(
     keys: &[(&str, i64)],
 ) -> Result<HashMap<(String, i64), (i64, i64)>> {
     let mut found = HashMap::new();
-    let (Some(lo), Some(hi)) = (
-        keys.iter().map(|k| k.1).min(),
-        keys.iter().map(|k| k.1).max(),
-    ) else {
-        return Ok(found);
-    };
     let wanted: HashSet<(&str, i64)> = keys.iter().copied().collect();
-    overlapping(tx, dataset_id, lo, hi, |version, r| {
+    let times = keys.iter().map(|k| k.1).collect();
+    overlapping(tx, dataset_id, times, |version, r| {
         if wanted.contains(&(r.machine_id, r.ts)) {
             found.insert((r.machine_id.to_string(), r.ts), (r.seq, version));
         }
