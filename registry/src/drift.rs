@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::audit::{self, Actor};
 use crate::db::{Store, now_ms};
 use crate::error::{Error, Result};
-use crate::sql::Sql;
+use crate::sql::{DirectTransaction, Sql, Tx};
 
 /// Default rows per drift window when a dataset has no settings.
 pub const DEFAULT_WINDOW_ROWS: i64 = 1_000;
@@ -310,18 +310,31 @@ impl Store {
     ) -> Result<Vec<DriftReport>> {
         let now = now_ms();
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let mut stored = Vec::with_capacity(reports.len());
-        for report in reports {
-            let id = insert_report(&mut tx, report, now).await?;
-            stored.push(DriftReport {
+        // On SQLite through the writer's direct connection, as ingests are: the stream's drift
+        // task stores a batch's windows between two ingests.
+        let ids = match conn.direct() {
+            Some(direct) => {
+                let mut transaction = DirectTransaction::begin(direct)?;
+                let ids = insert_reports(&mut transaction.tx(), reports, now).await?;
+                transaction.commit()?;
+                ids
+            }
+            None => {
+                let mut tx = conn.begin().await?;
+                let ids = insert_reports(&mut Tx::Any(&mut tx), reports, now).await?;
+                tx.commit().await?;
+                ids
+            }
+        };
+        Ok(ids
+            .into_iter()
+            .zip(reports)
+            .map(|(id, report)| DriftReport {
                 id,
                 created_at: now,
                 report: report.clone(),
-            });
-        }
-        tx.commit().await?;
-        Ok(stored)
+            })
+            .collect())
     }
     /// One report.
     pub async fn get_drift_report(&self, id: i64) -> Result<DriftReport> {
@@ -591,38 +604,64 @@ fn push_common(sql: &mut Sql, f: &ReportFilter<'_>, q: &str) {
 }
 
 /// Inserts a report and its columns; returns its id.
-async fn insert_report(conn: &mut AnyConnection, report: &NewDriftReport, now: i64) -> Result<i64> {
+/// Stores reports and their columns; returns their ids, in order.
+async fn insert_reports(tx: &mut Tx<'_>, reports: &[NewDriftReport], now: i64) -> Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(reports.len());
+    for report in reports {
+        ids.push(insert_report(tx, report, now).await?);
+    }
+    Ok(ids)
+}
+
+async fn insert_report(tx: &mut Tx<'_>, report: &NewDriftReport, now: i64) -> Result<i64> {
     let features = serde_json::to_string(&report.features).expect("verdicts serialize");
     let prediction = report
         .prediction
         .as_ref()
         .map(|p| serde_json::to_string(p).expect("verdicts serialize"));
     let machines = serde_json::to_string(&report.machines).expect("machines serialize");
-    let id: i64 = sqlx::query(
+    let mut sql = Sql::new(
         "INSERT INTO drift_reports (created_at, dataset, model_name, version, source, window_start, \
          window_end, row_count, column_count, drifted_columns, share, drift_share, dataset_drift, features, \
-         prediction, machines) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-         RETURNING id",
-    )
-    .bind(now)
-    .bind(&report.dataset)
-    .bind(&report.model)
-    .bind(report.version)
-    .bind(report.source.as_str())
-    .bind(report.window_start)
-    .bind(report.window_end)
-    .bind(report.rows)
-    .bind(report.columns)
-    .bind(report.drifted_columns)
-    .bind(if report.share.is_finite() { report.share } else { 0.0 })
-    .bind(report.drift_share)
-    .bind(i64::from(report.dataset_drift))
-    .bind(features)
-    .bind(prediction)
-    .bind(machines)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get("id")?;
+         prediction, machines) VALUES (",
+    );
+    sql.bind(now)
+        .push(", ")
+        .bind(report.dataset.as_str())
+        .push(", ")
+        .bind(report.model.as_str())
+        .push(", ")
+        .bind(report.version)
+        .push(", ")
+        .bind(report.source.as_str())
+        .push(", ")
+        .bind(report.window_start)
+        .push(", ")
+        .bind(report.window_end)
+        .push(", ")
+        .bind(report.rows)
+        .push(", ")
+        .bind(report.columns)
+        .push(", ")
+        .bind(report.drifted_columns)
+        .push(", ")
+        .bind(if report.share.is_finite() {
+            report.share
+        } else {
+            0.0
+        })
+        .push(", ")
+        .bind(report.drift_share)
+        .push(", ")
+        .bind(i64::from(report.dataset_drift))
+        .push(", ")
+        .bind(features)
+        .push(", ")
+        .bind(prediction.as_deref())
+        .push(", ")
+        .bind(machines)
+        .push(") RETURNING id");
+    let id = tx.fetch_i64(sql).await?;
     let columns: Vec<&ColumnDrift> = report
         .features
         .iter()
@@ -652,7 +691,7 @@ async fn insert_report(conn: &mut AnyConnection, report: &NewDriftReport, now: i
             }
             sql.push(", ").bind(i64::from(c.drifted)).push(")");
         }
-        sql.execute(conn).await?;
+        tx.execute(sql).await?;
     }
     Ok(id)
 }
