@@ -374,22 +374,19 @@ async fn headers(conn: &mut AnyConnection, slice: &Slice) -> Result<Vec<Header>>
     Ok(headers)
 }
 
-/// The blobs of a dataset's blocks that start at these sequence numbers (a block pruned away
-/// meanwhile is missing).
+/// The schema versions and blobs of a dataset's blocks that start at these sequence numbers (a
+/// block pruned away meanwhile is missing).
 async fn blobs(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     dataset_id: i64,
     first_seqs: &[i64],
-) -> Result<Vec<Vec<u8>>> {
-    let mut sql = Sql::new("SELECT readings FROM record_blocks WHERE dataset_id = ");
+) -> Result<Vec<(i64, Vec<u8>)>> {
+    let mut sql =
+        Sql::new("SELECT schema_version, readings FROM record_blocks WHERE dataset_id = ");
     sql.bind(dataset_id)
         .push(" AND first_seq IN ")
         .bind_list(first_seqs.iter().copied());
-    sql.fetch_all(conn)
-        .await?
-        .iter()
-        .map(|r| Ok(r.try_get("readings")?))
-        .collect()
+    tx.fetch_all::<(i64, Vec<u8>)>(sql).await
 }
 
 /// Reads a slice's readings in key order, a chunk at a time, merging blocks that overlap.
@@ -439,7 +436,7 @@ impl Cursor {
                     break;
                 }
             }
-            for blob in blobs(conn, self.slice.dataset_id, &first_seqs).await? {
+            for (_, blob) in blobs(&mut Tx::Any(conn), self.slice.dataset_id, &first_seqs).await? {
                 let block = decode_block(&blob)?;
                 self.pending.extend(
                     block
@@ -464,7 +461,7 @@ async fn for_each(
 ) -> Result<()> {
     for chunk in headers.chunks(BLOCKS_PER_QUERY) {
         let first_seqs: Vec<i64> = chunk.iter().map(|h| h.first_seq).collect();
-        for blob in blobs(conn, slice.dataset_id, &first_seqs).await? {
+        for (_, blob) in blobs(&mut Tx::Any(conn), slice.dataset_id, &first_seqs).await? {
             decode_block(&blob)?
                 .iter()
                 .filter(|r| slice.holds(r))
@@ -530,12 +527,7 @@ async fn overlapping(
         .map(|(first_seq, _, _)| first_seq)
         .collect();
     for chunk in first_seqs.chunks(BLOCKS_PER_QUERY) {
-        let mut sql =
-            Sql::new("SELECT schema_version, readings FROM record_blocks WHERE dataset_id = ");
-        sql.bind(dataset_id)
-            .push(" AND first_seq IN ")
-            .bind_list(chunk.iter().copied());
-        for (version, blob) in tx.fetch_all::<(i64, Vec<u8>)>(sql).await? {
+        for (version, blob) in blobs(tx, dataset_id, chunk).await? {
             for r in decode_block(&blob)? {
                 f(version, &r);
             }

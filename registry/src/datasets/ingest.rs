@@ -319,20 +319,18 @@ impl Store {
             history::append(tx, dataset.id, dataset.schema_version, in_key_order(rows)).await?;
         let accepted = stored.len();
         let valid = readings.len();
-        // Which readings this batch stored (indexes into `readings`, in request order).
+        // Which readings this batch stored (by index into `readings`).
         let all_stored = accepted == valid;
-        let fresh: Vec<usize> = if all_stored {
-            (0..valid).collect()
+        let stored: HashSet<i64> = if all_stored {
+            HashSet::new()
         } else {
-            let stored: HashSet<i64> = stored.into_iter().collect();
-            (0..valid)
-                .filter(|&i| stored.contains(&seq_of(i)))
-                .collect()
+            stored.into_iter().collect()
         };
+        let is_fresh = |i: &usize| all_stored || stored.contains(&seq_of(*i));
         if readings.iter().any(|r| r.labels.is_some()) {
-            let labelled: Vec<KeyedRow> = fresh
-                .iter()
-                .filter_map(|&i| {
+            let labelled: Vec<KeyedRow> = (0..valid)
+                .filter(is_fresh)
+                .filter_map(|i| {
                     let r = &readings[i];
                     Some((r.machine_id.as_str(), r.ts, seq_of(i), r.labels.as_deref()?))
                 })
@@ -345,7 +343,10 @@ impl Store {
         } else if all_stored {
             readings
         } else {
-            fresh.iter().map(|&i| readings[i].clone()).collect()
+            (0..valid)
+                .filter(is_fresh)
+                .map(|i| readings[i].clone())
+                .collect()
         };
         // What was prepared is for every valid reading: it holds only if all were stored.
         let prepared = prepared.filter(|_| all_stored);
