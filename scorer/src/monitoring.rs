@@ -151,13 +151,13 @@ impl DriftMonitors {
     /// Adds a batch `served` scored for `dataset` to its monitor; stores a report for every
     /// window that closed and returns them, oldest first. A version without a reference profile
     /// is not monitored (nothing is returned).
-    pub async fn observe(
+    pub async fn observe<S: AsRef<str> + Sync>(
         &self,
         dataset: &str,
         served: &Served,
         frame: &FeatureFrame,
         predictions: &Predictions,
-        machine_ids: &[String],
+        machine_ids: &[S],
         ts: &[i64],
     ) -> Result<Vec<DriftReport>, MonitoringError> {
         let closed = self
@@ -169,13 +169,13 @@ impl DriftMonitors {
     /// Adds a batch to its monitor as [`DriftMonitors::observe`] does, and returns the reports of
     /// the windows it closed, oldest first, without storing them (see
     /// [`DriftMonitors::store_reports`]).
-    pub async fn close_windows(
+    pub async fn close_windows<S: AsRef<str> + Sync>(
         &self,
         dataset: &str,
         served: &Served,
         frame: &FeatureFrame,
         predictions: &Predictions,
-        machine_ids: &[String],
+        machine_ids: &[S],
         ts: &[i64],
     ) -> Result<Vec<NewDriftReport>, MonitoringError> {
         let Some(reference) = self.reference(&served.model, served.version).await? else {
@@ -215,28 +215,20 @@ impl DriftMonitors {
             m.set_settings(settings);
             m.pending_rows()
         };
-        let closed = if pending + frame.rows < BLOCKING_ROWS {
+        let observe = || {
             monitor
                 .lock()
                 .expect("monitor lock")
                 .observe(frame, predictions, machine_ids, ts)
+        };
+        // Closing windows of a large batch is CPU work: on a multi-threaded runtime it runs as
+        // blocking work in place (the batch is borrowed, not copied to another thread).
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let closed = if pending + frame.rows >= BLOCKING_ROWS && multi_thread {
+            tokio::task::block_in_place(observe)
         } else {
-            let (frame, predictions, machine_ids, ts) = (
-                frame.clone(),
-                predictions.clone(),
-                machine_ids.to_vec(),
-                ts.to_vec(),
-            );
-            tokio::task::spawn_blocking(move || {
-                monitor.lock().expect("monitor lock").observe(
-                    &frame,
-                    &predictions,
-                    &machine_ids,
-                    &ts,
-                )
-            })
-            .await
-            .map_err(|e| MonitoringError::Input(format!("the drift monitor failed: {e}")))?
+            observe()
         }
         .map_err(|e| MonitoringError::Input(e.to_string()))?;
         Ok(closed)

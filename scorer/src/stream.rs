@@ -86,6 +86,42 @@ pub struct StreamReport {
 }
 
 impl StreamReport {
+    /// The report of a batch sent to `dataset`: what the ingest did, and the scores it stored
+    /// (the champions' are listed).
+    fn new(
+        dataset: &str,
+        ingest: IngestReport,
+        stored: Vec<AppendedBlock>,
+        scored_by: Vec<ScoredBy>,
+        not_scored: Vec<NotScored>,
+    ) -> StreamReport {
+        let scores: ScoreBatch = stored
+            .into_iter()
+            .filter(|b| b.block.role == ScoreRole::Champion)
+            .collect();
+        let note = (ingest.accepted > 0
+            && !scored_by.iter().any(|s| s.role == ScoreRole::Champion))
+        .then(|| {
+            if not_scored.is_empty() {
+                format!(
+                    "the records were stored but not scored: no enabled training spec binds a \
+                     model to dataset '{dataset}'"
+                )
+            } else {
+                "the records were stored but not scored: no model bound to the dataset has a \
+                 servable champion (see not_scored)"
+                    .to_string()
+            }
+        });
+        StreamReport {
+            ingest,
+            scored_by,
+            not_scored,
+            note,
+            scores,
+        }
+    }
+
     /// The report as JSON, written into a buffer sized for its scores at once (a batch's answer
     /// runs to megabytes; grown from empty, it would be copied a dozen times); without the
     /// scores unless `with_scores` (for a producer that leaves them to the subscribers).
@@ -306,14 +342,17 @@ impl StreamHub {
     /// Stores a batch of records sent to `dataset` (a JSON array, or NDJSON when `ndjson`),
     /// scores the newly stored ones with the champion (and challenger) of every model bound to
     /// the dataset, stores the scores with the records, and publishes the champion scores.
-    pub async fn submit(
+    /// Returns what `answer` makes of the report, e.g. its JSON: for a large batch that runs
+    /// while the batch's commit waits for the disk.
+    pub async fn submit<J: Send>(
         &self,
         actor: &Actor,
         dataset: &str,
         body: String,
         ndjson: bool,
         source: &str,
-    ) -> Result<StreamReport> {
+        answer: impl FnOnce(&StreamReport) -> J + Send,
+    ) -> Result<J> {
         let received_at = now_ms();
         let models = self.store.models_of_dataset(dataset).await?;
         // Load the models before taking the dataset's lock; inside it they are only looked up.
@@ -336,7 +375,7 @@ impl StreamHub {
             }
             None => None,
         };
-        let (ingest, stored, (scored_by, not_scored, guard, observed)) = self
+        let (report, answer, guard, observed) = self
             .store
             .ingest_records_scored(
                 actor,
@@ -348,14 +387,15 @@ impl StreamHub {
                 |ds, fresh, prescored| {
                     self.score(ds, fresh, &models, order, received_at, prescored)
                 },
+                |ingest, stored, (scored_by, not_scored, guard, observed)| {
+                    let report = StreamReport::new(dataset, ingest, stored, scored_by, not_scored);
+                    let answer = answer(&report);
+                    (report, answer, guard, observed)
+                },
             )
             .await?;
-        let scores: ScoreBatch = stored
-            .into_iter()
-            .filter(|b| b.block.role == ScoreRole::Champion)
-            .collect();
-        if !scores.is_empty() {
-            self.publish(&channel, scores.clone());
+        if !report.scores.is_empty() {
+            self.publish(&channel, report.scores.clone());
         }
         // Queued under the publish-order guard: the monitors see batches in commit order.
         if let Some(slot) = drift_slot
@@ -364,27 +404,7 @@ impl StreamHub {
             slot.send(dataset, observed);
         }
         drop(guard);
-        let note = (ingest.accepted > 0
-            && !scored_by.iter().any(|s| s.role == ScoreRole::Champion))
-        .then(|| {
-            if not_scored.is_empty() {
-                format!(
-                    "the records were stored but not scored: no enabled training spec binds a \
-                         model to dataset '{dataset}'"
-                )
-            } else {
-                "the records were stored but not scored: no model bound to the dataset has a \
-                     servable champion (see not_scored)"
-                    .to_string()
-            }
-        });
-        Ok(StreamReport {
-            ingest,
-            scored_by,
-            not_scored,
-            note,
-            scores,
-        })
+        Ok(answer)
     }
 
     /// Resolves once the drift monitors have taken every batch submitted before the call (their
@@ -485,8 +505,7 @@ impl StreamHub {
                                 served: served.clone(),
                                 frame,
                                 predictions,
-                                machine_ids: fresh.iter().map(|r| r.machine_id.clone()).collect(),
-                                ts: fresh.iter().map(|r| r.ts).collect(),
+                                readings: fresh.clone(),
                             });
                         }
                         scored_by.push(ScoredBy {
@@ -545,8 +564,9 @@ struct Observed {
     served: Arc<Served>,
     frame: FeatureFrame,
     predictions: Predictions,
-    machine_ids: Vec<String>,
-    ts: Vec<i64>,
+    /// The readings scored (their machines and times are copied out by the drift task, not
+    /// under the writer).
+    readings: Arc<[Reading]>,
 }
 
 /// Batches for the drift monitors, taken in order by one task.
@@ -623,14 +643,16 @@ async fn observe(drift: Arc<DriftMonitors>, batches: Vec<(String, Vec<Observed>)
     let mut closed = Vec::new();
     for (dataset, observed) in &batches {
         for o in observed {
+            let machine_ids: Vec<&str> = o.readings.iter().map(|r| r.machine_id.as_str()).collect();
+            let ts: Vec<i64> = o.readings.iter().map(|r| r.ts).collect();
             match drift
                 .close_windows(
                     dataset,
                     &o.served,
                     &o.frame,
                     &o.predictions,
-                    &o.machine_ids,
-                    &o.ts,
+                    &machine_ids,
+                    &ts,
                 )
                 .await
             {

@@ -15,7 +15,7 @@ use refit_registry::{Actor, Store};
 use refit_tests::{Db, on_both_databases};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use store_support::{TestStore, alice, fresh};
+use store_support::{TestStore, alice, first_feature_block, fresh};
 
 /// 2023-11-14T22:13:20Z.
 const T0: i64 = 1_700_000_000_000;
@@ -2033,8 +2033,74 @@ async fn large_labelled_batches_span_statements(db: Db) {
     assert_eq!(rows_of(&t.store, "big", s.id).await, in_key_order(expected));
 }
 
+/// A scored batch of a thousand readings: `finish` makes the answer while the commit syncs (on
+/// SQLite, on a thread of its own), from the same report and scores the call returns, and what
+/// it made is returned only once the batch is committed.
+async fn a_large_scored_batch_is_finished_beside_its_commit(db: Db) {
+    let sqlite = matches!(db, Db::Sqlite);
+    let t = fresh(db).await;
+    press(&t).await;
+    let body: String = (0..1000)
+        .map(|i| {
+            format!(
+                "{{\"machine_id\":\"m{}\",\"ts\":{},\"temp\":{i}.5,\"Type\":\"L\",\"wear\":null}}\n",
+                i % 7,
+                T0 + i * 1000
+            )
+        })
+        .collect();
+    let caller = std::thread::current().id();
+    let (accepted, scores, positions, finished_on) = t
+        .store
+        .ingest_records_scored(
+            &alice(),
+            "press",
+            body,
+            true,
+            "api",
+            |_, _| async {},
+            |_, fresh, _| async move { Ok((vec![first_feature_block(fresh, |x| 2.0 * x)], 42)) },
+            |report, blocks, extra: i32| {
+                assert_eq!(extra, 42);
+                let scores: Vec<f64> = blocks
+                    .iter()
+                    .flat_map(|b| b.scores())
+                    .map(|s| s.prediction.as_f64().unwrap())
+                    .collect();
+                let positions: Vec<i64> = blocks
+                    .iter()
+                    .flat_map(|b| b.scores())
+                    .map(|s| s.position)
+                    .collect();
+                (
+                    report.accepted,
+                    scores,
+                    positions,
+                    std::thread::current().id(),
+                )
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(accepted, 1000);
+    assert_eq!(
+        scores,
+        (0..1000)
+            .map(|i| 2.0 * (f64::from(i) + 0.5))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(positions, (1..=1000).collect::<Vec<i64>>());
+    assert_eq!(
+        finished_on != caller,
+        sqlite,
+        "finished beside the commit on SQLite only"
+    );
+    assert_eq!(t.store.dataset_counts("press").await.unwrap(), (1000, 0));
+}
+
 on_both_databases!(
     large_labelled_batches_span_statements,
+    a_large_scored_batch_is_finished_beside_its_commit,
     create_validates_names_and_schemas,
     get_list_and_counts,
     schema_updates_make_versions_and_rows_keep_theirs,

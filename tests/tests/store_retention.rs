@@ -6,12 +6,11 @@
 #[macro_use]
 mod store_support;
 
-use refit_registry::datasets::{Column, ColumnKind, PruneReport, Schema, SnapshotRequest, Value};
-use refit_registry::scores::{ScoreBlock, ScoreRole};
+use refit_registry::datasets::{Column, ColumnKind, PruneReport, Schema, SnapshotRequest};
 use refit_tests::{Db, on_both_databases};
 use serde_json::json;
 use sqlx::Row;
-use store_support::{TestStore, alice, fresh};
+use store_support::{TestStore, alice, first_feature_block, fresh};
 
 on_both_databases!(
     pruning_keeps_what_kept_snapshots_cover_and_drops_the_rest,
@@ -131,26 +130,8 @@ async fn scored_press(t: &TestStore) {
             false,
             "api",
             |_, _| async {},
-            |_, fresh, _| async move {
-                let values = fresh
-                    .iter()
-                    .map(|r| match r.features[0] {
-                        Value::Number(x) => x,
-                        _ => f64::NAN,
-                    })
-                    .collect();
-                let block = ScoreBlock {
-                    model: "press".into(),
-                    version: 1,
-                    role: ScoreRole::Champion,
-                    received_at: 1,
-                    records: fresh,
-                    classes: None,
-                    values,
-                    probabilities: None,
-                };
-                Ok((vec![block], ()))
-            },
+            |_, fresh, _| async move { Ok((vec![first_feature_block(fresh, |x| x)], ())) },
+            |report, blocks, ()| (report, blocks, ()),
         )
         .await
         .unwrap();

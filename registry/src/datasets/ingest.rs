@@ -160,19 +160,18 @@ impl Store {
         ndjson: bool,
         source: &str,
     ) -> Result<IngestReport> {
-        let (report, _, ()) = self
-            .ingest(
-                actor,
-                name,
-                body,
-                ndjson,
-                source,
-                false,
-                |_, _| async {},
-                |_, _, _: Option<()>| async { Ok((Vec::new(), ())) },
-            )
-            .await?;
-        Ok(report)
+        self.ingest(
+            actor,
+            name,
+            body,
+            ndjson,
+            source,
+            false,
+            |_, _| async {},
+            |_, _, _: Option<()>| async { Ok((Vec::new(), ())) },
+            |report, _, ()| report,
+        )
+        .await
     }
 
     /// Stores a batch of readings as [`Store::ingest_records`] does, and scores exactly the newly
@@ -186,9 +185,14 @@ impl Store {
     /// So that it need not even score there, `prepare` gets every valid reading of the batch (in
     /// request order) before the writer is taken; what it returns is handed to `score` when those
     /// readings were all stored (they are then exactly `score`'s), and `None` otherwise.
-    #[tracing::instrument(skip(self, actor, body, prepare, score), fields(bytes = body.len()))]
+    ///
+    /// `finish` makes what the call returns of the report, the stored scores and `score`'s
+    /// value. For a large batch on SQLite it runs on a thread of its own while the commit waits
+    /// for its `fsync` (serializing a batch's answer takes milliseconds too); what it makes must
+    /// not be used as committed before the call returns.
+    #[tracing::instrument(skip(self, actor, body, prepare, score, finish), fields(bytes = body.len()))]
     #[allow(clippy::too_many_arguments)]
-    pub async fn ingest_records_scored<T, P, PFut, Pre, F, Fut>(
+    pub async fn ingest_records_scored<T, P, PFut, Pre, F, Fut, C, R>(
         &self,
         actor: &Actor,
         name: &str,
@@ -197,21 +201,28 @@ impl Store {
         source: &str,
         prepare: P,
         score: F,
-    ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
+        finish: C,
+    ) -> Result<R>
     where
         P: FnOnce(Dataset, Arc<[Reading]>) -> PFut,
         PFut: Future<Output = Pre>,
         F: FnOnce(Dataset, Arc<[Reading]>, Option<Pre>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
+        T: Send,
+        C: FnOnce(IngestReport, Vec<AppendedBlock>, T) -> R + Send,
+        R: Send,
     {
-        self.ingest(actor, name, body, ndjson, source, true, prepare, score)
-            .await
+        self.ingest(
+            actor, name, body, ndjson, source, true, prepare, score, finish,
+        )
+        .await
     }
 
     /// Ingest, with `prepare` run on the valid readings before the writer is taken and `score`
-    /// on the accepted ones inside the transaction (neither given any unless `collect`).
+    /// on the accepted ones inside the transaction (neither given any unless `collect`), and
+    /// `finish` during or after the commit.
     #[allow(clippy::too_many_arguments)]
-    async fn ingest<T, P, PFut, Pre, F, Fut>(
+    async fn ingest<T, P, PFut, Pre, F, Fut, C, R>(
         &self,
         actor: &Actor,
         name: &str,
@@ -221,17 +232,22 @@ impl Store {
         collect: bool,
         prepare: P,
         score: F,
-    ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
+        finish: C,
+    ) -> Result<R>
     where
         P: FnOnce(Dataset, Arc<[Reading]>) -> PFut,
         PFut: Future<Output = Pre>,
         F: FnOnce(Dataset, Arc<[Reading]>, Option<Pre>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
+        T: Send,
+        C: FnOnce(IngestReport, Vec<AppendedBlock>, T) -> R + Send,
+        R: Send,
     {
         let dataset = self.get_dataset(name).await?;
         let (span, (raws, parsed, rejected)) = parse_batch(&dataset, body, ndjson, false).await?;
         let (positions, readings): (Vec<usize>, Vec<Reading>) = parsed.into_iter().unzip();
         let readings: Arc<[Reading]> = readings.into();
+        let large = readings.len() >= PARALLEL_PARSE;
         let prepared = if collect && !readings.is_empty() {
             Some(prepare(dataset.clone(), readings.clone()).await)
         } else {
@@ -257,19 +273,28 @@ impl Store {
         match conn.direct() {
             Some(direct) => {
                 let mut transaction = DirectTransaction::begin(direct)?;
-                let out = self
+                let (report, scores, extra) = self
                     .write_batch(&mut transaction.tx(), batch, parsed, score)
                     .await?;
-                transaction.commit()?;
-                Ok(out)
+                if !large {
+                    transaction.commit()?;
+                    return Ok(finish(report, scores, extra));
+                }
+                // The commit blocks for its `fsync`, during which `finish` has a core to itself.
+                let (committed, finished) = std::thread::scope(|scope| {
+                    let finishing = scope.spawn(|| finish(report, scores, extra));
+                    (transaction.commit(), finishing.join())
+                });
+                committed?;
+                Ok(finished.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             }
             None => {
                 let mut tx = conn.begin().await?;
-                let out = self
+                let (report, scores, extra) = self
                     .write_batch(&mut Tx::Any(&mut tx), batch, parsed, score)
                     .await?;
                 tx.commit().await?;
-                Ok(out)
+                Ok(finish(report, scores, extra))
             }
         }
     }
@@ -574,7 +599,7 @@ fn labels_json(reading: &Reading, schema: &Schema) -> String {
 
 /// Sorts rows by key, (ts, machine_id), keeping of rows with the same key the one with the
 /// lowest sequence number: in key order each insert lands next to the one before.
-fn in_key_order(mut rows: Vec<KeyedRow<'_>>) -> Vec<KeyedRow<'_>> {
+pub(crate) fn in_key_order(mut rows: Vec<KeyedRow<'_>>) -> Vec<KeyedRow<'_>> {
     rows.sort_unstable_by_key(|&(machine_id, ts, seq, _)| (ts, machine_id, seq));
     rows.dedup_by_key(|&mut (machine_id, ts, _, _)| (ts, machine_id));
     rows

@@ -463,11 +463,11 @@ impl DriftMonitor {
 
     /// Adds a scored batch (its features in the model's order, its predictions, each row's
     /// machine and event time) and returns a report for every window it closed, oldest first.
-    pub fn observe(
+    pub fn observe<S: AsRef<str>>(
         &mut self,
         frame: &FeatureFrame,
         predictions: &Predictions,
-        machine_ids: &[String],
+        machine_ids: &[S],
         ts: &[i64],
     ) -> Result<Vec<NewDriftReport>, MonitorError> {
         let n = frame.rows;
@@ -525,7 +525,7 @@ impl DriftMonitor {
                 .predictions
                 .extend_from_slice(&predictions.values[start..end]);
             for id in &machine_ids[start..end] {
-                self.open.machines.push(id);
+                self.open.machines.push(id.as_ref());
             }
             self.open.ts.extend_from_slice(&ts[start..end]);
             if let Window::Rows(size) = self.settings.window

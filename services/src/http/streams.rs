@@ -61,13 +61,15 @@ async fn post_records(
 ) -> ApiResult<Response> {
     let minimal = prefers_minimal(req.headers());
     let (ndjson, text) = body_text(&state, req).await?;
-    let report = state
+    let answer = state
         .streams
-        .submit(&caller.actor(), &name, text, ndjson, "stream")
+        .submit(&caller.actor(), &name, text, ndjson, "stream", |report| {
+            report.to_json(!minimal)
+        })
         .await?;
     let mut response = (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        report.to_json(!minimal),
+        answer,
     )
         .into_response();
     if minimal {
@@ -354,10 +356,12 @@ async fn receive_records(
                 let ndjson = !text.trim_start().starts_with('[');
                 match state
                     .streams
-                    .submit(&actor, &name, text, ndjson, "stream")
+                    .submit(&actor, &name, text, ndjson, "stream", |report| {
+                        report.to_json(scores)
+                    })
                     .await
                 {
-                    Ok(report) => String::from_utf8(report.to_json(scores)).expect("JSON is UTF-8"),
+                    Ok(answer) => String::from_utf8(answer).expect("JSON is UTF-8"),
                     Err(e) => error_json(e.into()),
                 }
             }

@@ -169,3 +169,30 @@ macro_rules! assert_err {
         }
     }};
 }
+
+/// Version 1 of model `press` as champion, scoring each reading `score` of its first feature
+/// (NaN when that is not a number): the block a `score` closure of a scored ingest returns.
+pub fn first_feature_block(
+    fresh: std::sync::Arc<[refit_registry::datasets::Reading]>,
+    score: impl Fn(f64) -> f64,
+) -> refit_registry::scores::ScoreBlock {
+    use refit_registry::datasets::Value;
+    use refit_registry::scores::{ScoreBlock, ScoreRole};
+    let values = fresh
+        .iter()
+        .map(|r| match r.features[0] {
+            Value::Number(x) => score(x),
+            _ => f64::NAN,
+        })
+        .collect();
+    ScoreBlock {
+        model: "press".into(),
+        version: 1,
+        role: ScoreRole::Champion,
+        received_at: 1,
+        records: fresh,
+        classes: None,
+        values,
+        probabilities: None,
+    }
+}
