@@ -514,14 +514,29 @@ const READER_CACHE_KIB: u32 = 4 * 1024;
 
 /// The writer's direct connection to the database file of `url` (see [`HeldWriter`]), with the
 /// settings of [`configure_sqlite`] that matter for writing.
-fn open_direct(url: &str) -> Result<rusqlite::Connection> {
+/// Its write-ahead log goes through [`crate::wal_writes`], which needs `synchronous = FULL` and
+/// `cache_spill = OFF`: both are checked after they are set.
+pub(crate) fn open_direct(url: &str) -> Result<rusqlite::Connection> {
     let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
-    let conn = rusqlite::Connection::open(options.get_filename())?;
+    crate::wal_writes::register().map_err(crate::Error::Integrity)?;
+    let conn = rusqlite::Connection::open_with_flags_and_vfs(
+        options.get_filename(),
+        rusqlite::OpenFlags::default(),
+        crate::wal_writes::NAME,
+    )?;
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-         PRAGMA case_sensitive_like = ON;",
+        "PRAGMA synchronous = FULL; PRAGMA cache_spill = OFF; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON;",
     )?;
     conn.execute_batch(WAL_AUTOCHECKPOINT)?;
+    let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    let cache_spill: i64 = conn.query_row("PRAGMA cache_spill", [], |r| r.get(0))?;
+    if (synchronous, cache_spill) != (2, 0) {
+        return Err(crate::Error::Integrity(format!(
+            "the SQLite writer connection has synchronous = {synchronous} and cache_spill = \
+             {cache_spill}; its write-ahead log needs 2 (FULL) and 0"
+        )));
+    }
     Ok(conn)
 }
 

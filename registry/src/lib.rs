@@ -28,6 +28,7 @@ mod sql;
 pub mod tokens;
 pub mod training;
 pub mod validate;
+mod wal_writes;
 
 pub use audit::{Actor, AuditEntry};
 pub use db::{Backend, PoolStats, Store, StoreOptions};
