@@ -257,10 +257,99 @@ pub async fn expect_error(
     message
 }
 
-/// A block of readings as stored: (dataset_id, first_seq, format byte, readings as (ts and seq
-/// bytes, machine id bytes, feature encoding)). Decoded from the layout documented in
-/// `registry/src/datasets/history.rs`, independently of the store's code.
-type RawBlock = (i64, i64, u8, Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>);
+/// A stored reading as a block holds it: time, sequence number, machine id, feature encoding.
+type RawReading = (i64, i64, String, Vec<u8>);
+
+/// A block of readings as stored: (dataset_id, first_seq, readings in block order). Decoded from
+/// the layout (format 2) documented in `registry/src/datasets/history.rs`, independently of the
+/// store's code.
+type RawBlock = (i64, i64, Vec<RawReading>);
+
+fn varint(blob: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = blob[*at];
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn decode_raw_block(blob: &[u8]) -> Vec<RawReading> {
+    assert_eq!(blob[0], 2, "block format");
+    let mut at = 1;
+    let n = varint(blob, &mut at);
+    let machines: Vec<String> = (0..varint(blob, &mut at))
+        .map(|_| {
+            let len = varint(blob, &mut at) as usize;
+            at += len;
+            String::from_utf8(blob[at - len..at].to_vec()).unwrap()
+        })
+        .collect();
+    let int = |at: &mut usize| {
+        *at += 8;
+        i64::from_le_bytes(blob[*at - 8..*at].try_into().unwrap())
+    };
+    let mut ts = int(&mut at);
+    let seq_base = int(&mut at);
+    (0..n)
+        .map(|_| {
+            let delta = varint(blob, &mut at);
+            ts += (delta >> 1) as i64 ^ -((delta & 1) as i64);
+            let seq = seq_base + varint(blob, &mut at) as i64;
+            let machine = machines[varint(blob, &mut at) as usize].clone();
+            let len = varint(blob, &mut at) as usize;
+            at += len;
+            (ts, seq, machine, blob[at - len..at].to_vec())
+        })
+        .collect()
+}
+
+fn encode_raw_block(rows: &[RawReading]) -> Vec<u8> {
+    let mut machines: Vec<&str> = Vec::new();
+    for (_, _, m, _) in rows {
+        if !machines.contains(&m.as_str()) {
+            machines.push(m);
+        }
+    }
+    let mut out = vec![2u8];
+    put_varint(&mut out, rows.len() as u64);
+    put_varint(&mut out, machines.len() as u64);
+    for m in &machines {
+        put_varint(&mut out, m.len() as u64);
+        out.extend_from_slice(m.as_bytes());
+    }
+    let first_ts = rows.first().map_or(0, |r| r.0);
+    let seq_base = rows.iter().map(|r| r.1).min().unwrap_or(0);
+    out.extend_from_slice(&first_ts.to_le_bytes());
+    out.extend_from_slice(&seq_base.to_le_bytes());
+    let mut previous = first_ts;
+    for (ts, seq, machine, values) in rows {
+        let delta = ts - previous;
+        put_varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
+        previous = *ts;
+        put_varint(&mut out, (seq - seq_base) as u64);
+        put_varint(
+            &mut out,
+            machines.iter().position(|m| m == machine).unwrap() as u64,
+        );
+        put_varint(&mut out, values.len() as u64);
+        out.extend_from_slice(values);
+    }
+    out
+}
 
 async fn raw_blocks(pool: &sqlx::AnyPool) -> Vec<RawBlock> {
     use sqlx::Row;
@@ -272,27 +361,10 @@ async fn raw_blocks(pool: &sqlx::AnyPool) -> Vec<RawBlock> {
         .iter()
         .map(|block| {
             let blob: Vec<u8> = block.get("readings");
-            let mut rows = Vec::new();
-            let mut at = 5;
-            let n = u32::from_le_bytes(blob[1..5].try_into().unwrap());
-            let take = |at: &mut usize, width: usize| {
-                let v = &blob[*at..*at + width];
-                *at += width;
-                v.to_vec()
-            };
-            for _ in 0..n {
-                let head = take(&mut at, 16);
-                let len = u32::from_le_bytes(take(&mut at, 4).try_into().unwrap()) as usize;
-                let machine = take(&mut at, len);
-                let len = u32::from_le_bytes(take(&mut at, 4).try_into().unwrap()) as usize;
-                let values = take(&mut at, len);
-                rows.push((head, machine, values));
-            }
             (
                 block.get("dataset_id"),
                 block.get("first_seq"),
-                blob[0],
-                rows,
+                decode_raw_block(&blob),
             )
         })
         .collect()
@@ -303,13 +375,8 @@ pub async fn stored_readings(pool: &sqlx::AnyPool) -> Vec<(String, i64)> {
     let mut all: Vec<(String, i64)> = raw_blocks(pool)
         .await
         .into_iter()
-        .flat_map(|(_, _, _, rows)| rows)
-        .map(|(head, machine, _)| {
-            (
-                String::from_utf8(machine).unwrap(),
-                i64::from_le_bytes(head[..8].try_into().unwrap()),
-            )
-        })
+        .flat_map(|(_, _, rows)| rows)
+        .map(|(ts, _, machine, _)| (machine, ts))
         .collect();
     all.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
     all
@@ -324,27 +391,20 @@ pub async fn tamper_reading(
     ts: i64,
     features: Option<Vec<u8>>,
 ) -> bool {
-    for (dataset_id, first_seq, format, mut rows) in raw_blocks(pool).await {
-        let Some(i) = rows.iter().position(|(head, machine, _)| {
-            machine == machine_id.as_bytes() && head[..8] == ts.to_le_bytes()
-        }) else {
+    for (dataset_id, first_seq, mut rows) in raw_blocks(pool).await {
+        let Some(i) = rows
+            .iter()
+            .position(|(t, _, machine, _)| machine == machine_id && *t == ts)
+        else {
             continue;
         };
         match features {
-            Some(f) => rows[i].2 = f,
+            Some(f) => rows[i].3 = f,
             None => {
                 rows.remove(i);
             }
         }
-        let mut out = vec![format];
-        out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-        for (head, machine, values) in &rows {
-            out.extend_from_slice(head);
-            out.extend_from_slice(&(machine.len() as u32).to_le_bytes());
-            out.extend_from_slice(machine);
-            out.extend_from_slice(&(values.len() as u32).to_le_bytes());
-            out.extend_from_slice(values);
-        }
+        let out = encode_raw_block(&rows);
         sqlx::query(
             "UPDATE record_blocks SET readings = $1, count = $2 WHERE dataset_id = $3 AND first_seq = $4",
         )

@@ -9,10 +9,19 @@
 //! replayed data), so readers merge them: [`Cursor`] gives a slice's readings in key order, the
 //! order snapshots are hashed in.
 //!
-//! A block's `readings` blob (little-endian): the format byte, the number of readings (u32), then
-//! per reading its time (i64), its sequence number (i64), its machine id (u32 length, UTF-8
-//! bytes) and the canonical encoding of its features (u32 length, bytes; see
-//! [`record::encode`]).
+//! A block's `readings` blob, format 2 (integers little-endian; "varint" is LEB128, unsigned):
+//! - the format byte (2), the number of readings (varint);
+//! - the machines (varint count, then each id as varint length and UTF-8 bytes), in order of
+//!   first appearance;
+//! - the first reading's time (i64) and the block's lowest sequence number (i64);
+//! - per reading: its time's difference from the previous reading's (the first's from the time
+//!   above; zigzag varint), its sequence number's from the lowest (varint), its machine's index
+//!   (varint) and the canonical encoding of its features (varint length, bytes; see
+//!   [`record::encode`]).
+//!
+//! Against format 1 (still read: per reading its time and sequence number as i64, then machine
+//! id and features each with a u32 length), a reading of a usual batch takes ~6 bytes besides its
+//! features instead of ~28, a fifth of the block: fewer bytes to commit to the log and to keep.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,8 +32,8 @@ use crate::db::{Backend, table_exists};
 use crate::error::{Error, Result};
 use crate::sql::{Sql, Tx};
 
-/// Format of the `readings` blob.
-const FORMAT: u8 = 1;
+/// Format of the `readings` blob written (format 1 is still read).
+const FORMAT: u8 = 2;
 /// Most blocks read per query.
 const BLOCKS_PER_QUERY: usize = 64;
 /// Most rows per marks statement (3 values each).
@@ -100,52 +109,103 @@ impl BlockRow for &HistoryRow {
 
 /// A block's blob for `rows` (in key order).
 fn encode_block<R: BlockRow>(rows: &[R]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + rows.len() * 96);
+    let mut out = Vec::with_capacity(32 + rows.len() * 80);
     out.push(FORMAT);
-    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    put_varint(&mut out, rows.len() as u64);
+    let mut index: HashMap<&str, u64> = HashMap::new();
+    let mut machines: Vec<&str> = Vec::new();
+    for row in rows {
+        let machine = row.key().2;
+        if !index.contains_key(machine) {
+            index.insert(machine, machines.len() as u64);
+            machines.push(machine);
+        }
+    }
+    put_varint(&mut out, machines.len() as u64);
+    for m in &machines {
+        put_varint(&mut out, m.len() as u64);
+        out.extend_from_slice(m.as_bytes());
+    }
+    let first_ts = rows.first().map_or(0, |r| r.key().0);
+    let seq_base = rows.iter().map(|r| r.key().1).min().unwrap_or(0);
+    out.extend_from_slice(&first_ts.to_le_bytes());
+    out.extend_from_slice(&seq_base.to_le_bytes());
+    let mut previous = first_ts;
     let mut features = Vec::new();
     for row in rows {
+        let (ts, seq, machine) = row.key();
+        put_varint(&mut out, zigzag(ts.wrapping_sub(previous)));
+        previous = ts;
+        put_varint(&mut out, seq.wrapping_sub(seq_base) as u64);
+        put_varint(&mut out, index[machine]);
         features.clear();
         row.write_features(&mut features);
-        let (ts, seq, machine_id) = row.key();
-        out.extend_from_slice(&ts.to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&(machine_id.len() as u32).to_le_bytes());
-        out.extend_from_slice(machine_id.as_bytes());
-        out.extend_from_slice(&(features.len() as u32).to_le_bytes());
+        put_varint(&mut out, features.len() as u64);
         out.extend_from_slice(&features);
     }
     out
 }
 
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
 /// The readings of a block's blob.
 fn decode_block(blob: &[u8]) -> Result<Vec<RowRef<'_>>> {
-    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> std::result::Result<&'a [u8], String> {
+    type Decoded<T> = std::result::Result<T, String>;
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Decoded<&'a [u8]> {
         let (head, rest) = bytes.split_at_checked(n).ok_or("the block ends early")?;
         *bytes = rest;
         Ok(head)
     }
-    fn int(bytes: &mut &[u8]) -> std::result::Result<i64, String> {
+    fn int(bytes: &mut &[u8]) -> Decoded<i64> {
         Ok(i64::from_le_bytes(
             take(bytes, 8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn len(bytes: &mut &[u8]) -> std::result::Result<usize, String> {
+    fn len(bytes: &mut &[u8]) -> Decoded<usize> {
         Ok(u32::from_le_bytes(take(bytes, 4)?.try_into().expect("4 bytes")) as usize)
     }
-    fn decode(mut bytes: &[u8]) -> std::result::Result<Vec<RowRef<'_>>, String> {
-        let format = take(&mut bytes, 1)?[0];
-        if format != FORMAT {
-            return Err(format!("unknown block format {format}"));
+    fn varint(bytes: &mut &[u8]) -> Decoded<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = take(bytes, 1)?[0];
+            if shift == 63 && b > 1 {
+                return Err("a number overflows".into());
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
         }
+        Err("a number is too long".into())
+    }
+    fn size(bytes: &mut &[u8]) -> Decoded<usize> {
+        usize::try_from(varint(bytes)?).map_err(|_| "a length overflows".into())
+    }
+    fn text<'a>(bytes: &mut &'a [u8], n: usize) -> Decoded<&'a str> {
+        std::str::from_utf8(take(bytes, n)?).map_err(|_| "a machine id is not UTF-8".into())
+    }
+    fn format_1(mut bytes: &[u8]) -> Decoded<Vec<RowRef<'_>>> {
         let n = len(&mut bytes)?;
         let mut rows = Vec::with_capacity(n.min(bytes.len() / 24));
         for _ in 0..n {
             let ts = int(&mut bytes)?;
             let seq = int(&mut bytes)?;
             let m = len(&mut bytes)?;
-            let machine_id = std::str::from_utf8(take(&mut bytes, m)?)
-                .map_err(|_| "a machine id is not UTF-8")?;
+            let machine_id = text(&mut bytes, m)?;
             let f = len(&mut bytes)?;
             let features = take(&mut bytes, f)?;
             rows.push(RowRef {
@@ -159,6 +219,49 @@ fn decode_block(blob: &[u8]) -> Result<Vec<RowRef<'_>>> {
             return Err("the block has trailing bytes".into());
         }
         Ok(rows)
+    }
+    fn format_2(mut bytes: &[u8]) -> Decoded<Vec<RowRef<'_>>> {
+        let n = size(&mut bytes)?;
+        let machines = size(&mut bytes)?;
+        let mut ids = Vec::with_capacity(machines.min(bytes.len()));
+        for _ in 0..machines {
+            let m = size(&mut bytes)?;
+            ids.push(text(&mut bytes, m)?);
+        }
+        let mut ts = int(&mut bytes)?;
+        let seq_base = int(&mut bytes)?;
+        let mut rows = Vec::with_capacity(n.min(bytes.len() / 4));
+        for _ in 0..n {
+            ts = ts
+                .checked_add(unzigzag(varint(&mut bytes)?))
+                .ok_or("a time overflows")?;
+            let seq = i64::try_from(varint(&mut bytes)?)
+                .ok()
+                .and_then(|d| seq_base.checked_add(d))
+                .ok_or("a sequence number overflows")?;
+            let machine_id = *ids
+                .get(size(&mut bytes)?)
+                .ok_or("a reading names a machine the block does not list")?;
+            let f = size(&mut bytes)?;
+            let features = take(&mut bytes, f)?;
+            rows.push(RowRef {
+                ts,
+                seq,
+                machine_id,
+                features,
+            });
+        }
+        if !bytes.is_empty() {
+            return Err("the block has trailing bytes".into());
+        }
+        Ok(rows)
+    }
+    fn decode(mut bytes: &[u8]) -> Decoded<Vec<RowRef<'_>>> {
+        match take(&mut bytes, 1)?[0] {
+            1 => format_1(bytes),
+            2 => format_2(bytes),
+            format => Err(format!("unknown block format {format}")),
+        }
     }
     decode(blob)
         .map_err(|e| Error::Integrity(format!("a stored block of readings is unreadable: {e}")))
@@ -745,7 +848,7 @@ mod tests {
             assert_eq!((d.machine_id, d.ts, d.seq), (r.0, r.1, r.2));
             assert_eq!(record::decode(d.features, 2).unwrap(), r.3.to_vec());
         }
-        for cut in [0, 1, 5, blob.len() - 1] {
+        for cut in 0..blob.len() {
             assert!(decode_block(&blob[..cut]).is_err(), "cut at {cut}");
         }
         let mut longer = blob.clone();
@@ -755,5 +858,81 @@ mod tests {
         other[0] = 9;
         let e = decode_block(&other).unwrap_err().to_string();
         assert!(e.contains("unknown block format 9"), "{e}");
+    }
+
+    #[test]
+    fn blocks_of_a_usual_batch_round_trip_in_a_fifth_less_than_format_1() {
+        // 200 machines reporting each second, sequence numbers in request order (not key order),
+        // one late reading an hour back and a time far from the others.
+        let values: Vec<Vec<Value>> = (0..8)
+            .map(|i| {
+                (0..8)
+                    .map(|j| Value::Number(f64::from(i * 8 + j) / 7.0))
+                    .collect()
+            })
+            .collect();
+        let machines: Vec<String> = (0..200).map(|m| format!("m{m:03}")).collect();
+        let base = 1_700_000_000_000_i64;
+        let mut rows: Vec<KeyedRow<'_>> = (0..10_000)
+            .map(|i| {
+                let ts = base + (i / 200) as i64 * 1000;
+                (
+                    machines[i % 200].as_str(),
+                    ts,
+                    1_000_000_007 + ((i * 7919) % 10_000) as i64,
+                    &values[i % 8][..],
+                )
+            })
+            .collect();
+        rows.push(("late", base - 3_600_000, 999_999_999, &values[0]));
+        rows.push(("far", i64::MAX / 2, 1_000_020_000, &values[1]));
+        let rows = crate::datasets::ingest::in_key_order(rows);
+        let blob = encode_block(&rows);
+        let decoded = decode_block(&blob).unwrap();
+        assert_eq!(decoded.len(), rows.len());
+        for (d, r) in decoded.iter().zip(&rows) {
+            assert_eq!((d.machine_id, d.ts, d.seq), (r.0, r.1, r.2));
+            assert_eq!(record::decode(d.features, 8).unwrap(), r.3.to_vec());
+        }
+        // Format 1 of the same rows, as earlier versions wrote it, still reads the same.
+        let mut old = vec![1u8];
+        old.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+        for (machine, ts, seq, features) in &rows {
+            let mut f = Vec::new();
+            record::encode(features, &mut f);
+            old.extend_from_slice(&ts.to_le_bytes());
+            old.extend_from_slice(&seq.to_le_bytes());
+            old.extend_from_slice(&(machine.len() as u32).to_le_bytes());
+            old.extend_from_slice(machine.as_bytes());
+            old.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            old.extend_from_slice(&f);
+        }
+        let read_old = decode_block(&old).unwrap();
+        assert_eq!(read_old.len(), decoded.len());
+        for (a, b) in read_old.iter().zip(&decoded) {
+            assert_eq!(
+                (a.machine_id, a.ts, a.seq, a.features),
+                (b.machine_id, b.ts, b.seq, b.features)
+            );
+        }
+        assert!(
+            blob.len() * 5 < old.len() * 4,
+            "format 2 {} bytes, format 1 {}",
+            blob.len(),
+            old.len()
+        );
+    }
+
+    #[test]
+    fn a_block_naming_a_machine_it_does_not_list_is_unreadable() {
+        let values = [Value::Number(1.0)];
+        let rows: Vec<KeyedRow<'_>> = vec![("m1", 10, 7, &values)];
+        let mut blob = encode_block(&rows);
+        // format, count, 1 machine "m1", time, base; then the reading: 0 (time), 0 (seq), index.
+        let index = 1 + 1 + 1 + 1 + 2 + 8 + 8 + 2;
+        assert_eq!(blob[index], 0);
+        blob[index] = 1;
+        let e = decode_block(&blob).unwrap_err().to_string();
+        assert!(e.contains("names a machine the block does not list"), "{e}");
     }
 }
