@@ -172,7 +172,7 @@ async fn prepare(e: &common::Endpoint) {
         .send()
         .await
         .unwrap();
-    assert!(resp.status().is_success());
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
     let names: Vec<String> = (0..FEATURES).map(|j| format!("f{j}")).collect();
     e.train_promoted(&client, &names).await;
     let resp = client

@@ -227,7 +227,14 @@ pub fn start(bin: &Path, database_url: Option<String>) -> Server {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    // The server's warnings and errors are passed on: a benchmark that fails says why.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains(" WARN ") || line.contains(" ERROR ") {
+                eprintln!("refit: {line}");
+            }
+        }
+    });
     let token = std::fs::read_to_string(dir.path().join("data/admin-token"))
         .unwrap()
         .trim()
