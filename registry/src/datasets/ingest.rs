@@ -280,13 +280,27 @@ impl Store {
                     transaction.commit()?;
                     return Ok(finish(report, scores, extra));
                 }
-                // The commit blocks for its `fsync`, during which `finish` has a core to itself.
+                // The commit blocks for its `fsync`, during which `finish` has a core to itself
+                // (or, if no thread can be started, runs after it).
+                let mut work = Some((finish, report, scores, extra));
                 let (committed, finished) = std::thread::scope(|scope| {
-                    let finishing = scope.spawn(|| finish(report, scores, extra));
-                    (transaction.commit(), finishing.join())
+                    let finishing = std::thread::Builder::new()
+                        .name("refit-finish".into())
+                        .spawn_scoped(scope, || {
+                            let (finish, report, scores, extra) = work.take().expect("taken once");
+                            finish(report, scores, extra)
+                        })
+                        .ok();
+                    (transaction.commit(), finishing.map(|t| t.join()))
                 });
                 committed?;
-                Ok(finished.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                Ok(match (finished, work) {
+                    (Some(joined), _) => {
+                        joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    }
+                    (None, Some((finish, report, scores, extra))) => finish(report, scores, extra),
+                    (None, None) => unreachable!("the work is taken only by its thread"),
+                })
             }
             None => {
                 let mut tx = conn.begin().await?;
