@@ -1,20 +1,20 @@
 //! A SQLite VFS, used by the writer's direct connection only, that hands a commit's
-//! write-ahead-log frames to the kernel in one write.
+//! write-ahead-log frames to the kernel in a few large writes.
 //!
 //! SQLite writes each frame of the log as two `pwrite`s (its 24-byte header, then the page), so a
-//! commit of a 10,000-reading batch (about 1.5 MB) makes ~750 system calls before its `fsync`;
-//! on this kind of virtual machine they cost three times the `fsync` itself (measured: 704 such
-//! writes and a sync 11.0 ms, one write of the same bytes and a sync 2.9 ms). This VFS is the
-//! default one but for the log: contiguous writes to it are held in memory and written in a few
-//! large pieces when SQLite syncs, reads, truncates or asks the log's size, or when they stop being
-//! contiguous, so every byte reaches the file before anything could depend on it.
+//! commit of a 10,000-reading stream batch (about 1.4 MB) makes ~700 system calls before its
+//! `fsync`; on this kind of virtual machine they cost three times the `fsync` itself (measured:
+//! 704 such writes and a sync 11.0 ms, one write of the same bytes and a sync 2.9 ms). This VFS is
+//! the default one but for the log: contiguous writes to it are held in memory and written in a
+//! few large pieces when SQLite syncs, reads, truncates or asks the log's size, or when they stop
+//! being contiguous, so every byte reaches the file before anything could depend on it.
 //!
 //! That holds because of two settings of the connection, which [`crate::db`] sets and checks:
 //! - `synchronous = FULL`: every commit ends with a sync of the log, before the wal-index tells
 //!   readers about its frames. (With `NORMAL` the index would name frames still held here.)
 //! - `cache_spill = OFF`: frames are written only by commits. (A transaction that spilled pages
-//!   to the log and then rolled back would leave frames held here that a later write of another
-//!   connection could be overwritten by.)
+//!   to the log and then rolled back would leave frames held here, to be written later over
+//!   another connection's commit.)
 //!
 //! A file system without power-safe overwrite makes SQLite pad and sync commits mid-write; the
 //! log is then written through unchanged.
