@@ -112,15 +112,19 @@ fn encode_block<R: BlockRow>(rows: &[R]) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + rows.len() * 80);
     out.push(FORMAT);
     put_varint(&mut out, rows.len() as u64);
+    // Each reading's machine index, found once: one hash lookup per reading.
     let mut index: HashMap<&str, u64> = HashMap::new();
     let mut machines: Vec<&str> = Vec::new();
-    for row in rows {
-        let machine = row.key().2;
-        if !index.contains_key(machine) {
-            index.insert(machine, machines.len() as u64);
-            machines.push(machine);
-        }
-    }
+    let of_row: Vec<u64> = rows
+        .iter()
+        .map(|row| {
+            let machine = row.key().2;
+            *index.entry(machine).or_insert_with(|| {
+                machines.push(machine);
+                machines.len() as u64 - 1
+            })
+        })
+        .collect();
     put_varint(&mut out, machines.len() as u64);
     for m in &machines {
         put_varint(&mut out, m.len() as u64);
@@ -132,12 +136,12 @@ fn encode_block<R: BlockRow>(rows: &[R]) -> Vec<u8> {
     out.extend_from_slice(&seq_base.to_le_bytes());
     let mut previous = first_ts;
     let mut features = Vec::new();
-    for row in rows {
-        let (ts, seq, machine) = row.key();
+    for (row, machine) in rows.iter().zip(of_row) {
+        let (ts, seq, _) = row.key();
         put_varint(&mut out, zigzag(ts.wrapping_sub(previous)));
         previous = ts;
         put_varint(&mut out, seq.wrapping_sub(seq_base) as u64);
-        put_varint(&mut out, index[machine]);
+        put_varint(&mut out, machine);
         features.clear();
         row.write_features(&mut features);
         put_varint(&mut out, features.len() as u64);
@@ -182,6 +186,7 @@ fn decode_block(blob: &[u8]) -> Result<Vec<RowRef<'_>>> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = take(bytes, 1)?[0];
+            // The tenth byte holds u64's last bit: anything more is too long or too large.
             if shift == 63 && b > 1 {
                 return Err("a number overflows".into());
             }
@@ -190,7 +195,8 @@ fn decode_block(blob: &[u8]) -> Result<Vec<RowRef<'_>>> {
                 return Ok(v);
             }
         }
-        Err("a number is too long".into())
+        // The tenth byte was at most 1, so it ended the number.
+        unreachable!("a varint ends by its tenth byte")
     }
     fn size(bytes: &mut &[u8]) -> Decoded<usize> {
         usize::try_from(varint(bytes)?).map_err(|_| "a length overflows".into())
