@@ -930,6 +930,32 @@ mod tests {
     }
 
     #[test]
+    fn a_block_with_an_overlong_or_overflowing_number_is_unreadable() {
+        let values = [Value::Number(1.0)];
+        let rows: Vec<KeyedRow<'_>> = vec![("m1", 10, 7, &values)];
+        let blob = encode_block(&rows);
+        // The reading's time difference (after format, count, machines and the two i64) is
+        // replaced by an eleven-byte number, by a ten-byte one above u64, and by one that takes
+        // the time (set to i64::MAX) past i64.
+        let at = 1 + 1 + 1 + 1 + 2 + 8 + 8;
+        for (number, reason) in [
+            (
+                vec![0x80; 10].into_iter().chain([0]).collect::<Vec<u8>>(),
+                "a number overflows",
+            ),
+            ([vec![0xff; 9], vec![0x02]].concat(), "a number overflows"),
+            ([vec![0xfe; 9], vec![0x01]].concat(), "a time overflows"),
+        ] {
+            let mut bad = blob[..at].to_vec();
+            bad[at - 16..at - 8].copy_from_slice(&i64::MAX.to_le_bytes());
+            bad.extend_from_slice(&number);
+            bad.extend_from_slice(&blob[at + 1..]);
+            let e = decode_block(&bad).unwrap_err().to_string();
+            assert!(e.contains(reason), "{e}");
+        }
+    }
+
+    #[test]
     fn a_block_naming_a_machine_it_does_not_list_is_unreadable() {
         let values = [Value::Number(1.0)];
         let rows: Vec<KeyedRow<'_>> = vec![("m1", 10, 7, &values)];
