@@ -188,103 +188,76 @@ impl AppendedBlock {
         self.block.stored(self.first_position)
     }
 
-    /// The block's scores as borrowed views, which serialize as [`StoredScore`] does.
-    pub fn views(&self) -> impl Iterator<Item = ScoreView<'_>> + '_ {
+    /// Writes the block's scores as JSON objects separated by commas, each exactly as its
+    /// [`StoredScore`] serializes. Written straight into `out`: a batch's answer holds
+    /// thousands of scores, and the parts the block's scores share (model, version, role, time
+    /// received) are written out once.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         let b = &self.block;
         let k = b.k();
-        b.records.iter().enumerate().map(move |(i, r)| ScoreView {
-            position: self.first_position + i as i64,
-            machine_id: &r.machine_id,
-            ts: r.ts,
-            model: &b.model,
-            version: b.version,
-            role: b.role,
-            prediction: PredictionView {
-                classes: b.classes.as_deref(),
-                value: b.values[i],
-            },
-            probabilities: b
-                .probabilities
-                .as_ref()
-                .filter(|_| k > 0)
-                .map(|p| ProbabilitiesView {
-                    classes: b.classes.as_deref().unwrap_or_default(),
-                    order: &self.label_order,
-                    row: &p[i * k..(i + 1) * k],
-                }),
-            received_at: b.received_at,
-        })
-    }
-}
-
-/// A score borrowed from its block; serializes exactly as the [`StoredScore`] it stands for.
-#[derive(Debug, Serialize)]
-pub struct ScoreView<'a> {
-    position: i64,
-    machine_id: &'a str,
-    ts: i64,
-    model: &'a str,
-    version: i64,
-    role: ScoreRole,
-    prediction: PredictionView<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    probabilities: Option<ProbabilitiesView<'a>>,
-    received_at: i64,
-}
-
-/// A prediction, serialized as [`prediction_value`] makes it.
-#[derive(Debug)]
-struct PredictionView<'a> {
-    classes: Option<&'a [String]>,
-    value: f64,
-}
-
-impl Serialize for PredictionView<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self.classes {
-            None => serialize_number(self.value, s),
-            Some(classes) => match class_of(classes, self.value) {
-                Some(label) => s.serialize_str(label),
-                None => s.serialize_unit(),
-            },
-        }
-    }
-}
-
-/// A score's probabilities, serialized as [`probabilities_value`] makes them.
-#[derive(Debug)]
-struct ProbabilitiesView<'a> {
-    classes: &'a [String],
-    order: &'a [usize],
-    row: &'a [f64],
-}
-
-impl Serialize for ProbabilitiesView<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        struct Number(f64);
-        impl Serialize for Number {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                s: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                serialize_number(self.0, s)
+        let classes = b.classes.as_deref();
+        let mut shared = br#","model":"#.to_vec();
+        write_str(&mut shared, &b.model);
+        shared.extend_from_slice(br#","version":"#);
+        write_i64(&mut shared, b.version);
+        shared.extend_from_slice(br#","role":""#);
+        shared.extend_from_slice(b.role.as_str().as_bytes());
+        shared.extend_from_slice(br#"","prediction":"#);
+        let mut received = br#","received_at":"#.to_vec();
+        write_i64(&mut received, b.received_at);
+        received.push(b'}');
+        for (i, r) in b.records.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
+            out.extend_from_slice(br#"{"position":"#);
+            write_i64(out, self.first_position + i as i64);
+            out.extend_from_slice(br#","machine_id":"#);
+            write_str(out, &r.machine_id);
+            out.extend_from_slice(br#","ts":"#);
+            write_i64(out, r.ts);
+            out.extend_from_slice(&shared);
+            match classes {
+                None => write_number(out, b.values[i]),
+                Some(classes) => match class_of(classes, b.values[i]) {
+                    Some(label) => write_str(out, label),
+                    None => out.extend_from_slice(b"null"),
+                },
+            }
+            if let Some(p) = b.probabilities.as_ref().filter(|_| k > 0) {
+                let row = &p[i * k..(i + 1) * k];
+                let classes = classes.unwrap_or_default();
+                out.extend_from_slice(br#","probabilities":{"#);
+                for (n, &c) in self.label_order.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, &classes[c]);
+                    out.push(b':');
+                    write_number(out, row[c]);
+                }
+                out.push(b'}');
+            }
+            out.extend_from_slice(&received);
         }
-        let mut map = s.serialize_map(Some(self.order.len()))?;
-        for &i in self.order {
-            map.serialize_entry(&self.classes[i], &Number(self.row[i]))?;
-        }
-        map.end()
     }
+}
+
+/// A string as JSON, escaped as serde_json escapes it.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
+}
+
+fn write_i64(out: &mut Vec<u8>, n: i64) {
+    serde_json::to_writer(out, &n).expect("writing to a Vec cannot fail");
 }
 
 /// A number as [`number_value`] writes it: NaN and infinities as `null`.
-fn serialize_number<S: serde::Serializer>(x: f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn write_number(out: &mut Vec<u8>, x: f64) {
     if x.is_finite() {
-        s.serialize_f64(x)
+        serde_json::to_writer(out, &x).expect("writing to a Vec cannot fail");
     } else {
-        s.serialize_unit()
+        out.extend_from_slice(b"null");
     }
 }
 
@@ -1005,21 +978,56 @@ mod tests {
             probabilities: None,
             ..classifier()
         };
-        for block in [classifier(), unsorted, regression] {
+        // Names that need escaping, a champion, and a class no score names.
+        let escaped = ScoreBlock {
+            model: "m\"odel\\\u{1}é".into(),
+            role: ScoreRole::Champion,
+            received_at: -1,
+            records: Arc::new([reading("a\"b", i64::MIN), reading("\n\t", i64::MAX)]),
+            classes: Some(Arc::from(vec!["q\"".to_string(), "\u{7f}".to_string()])),
+            values: vec![1.0, 5.0],
+            probabilities: Some(vec![1e-7, 0.9999999, -0.0, 1e300]),
+            version: i64::MAX,
+        };
+        let no_probabilities = ScoreBlock {
+            probabilities: None,
+            ..classifier()
+        };
+        for block in [
+            classifier(),
+            unsorted,
+            regression,
+            escaped,
+            no_probabilities,
+        ] {
             let appended = AppendedBlock::new(7, block);
-            let views: Vec<ScoreView> = appended.views().collect();
+            let mut written = b"[".to_vec();
+            appended.write_json(&mut written);
+            written.push(b']');
             let scores: Vec<StoredScore> = appended.scores().collect();
             assert_eq!(
-                serde_json::to_string(&views).unwrap(),
+                String::from_utf8(written).unwrap(),
                 serde_json::to_string(&scores).unwrap()
             );
         }
-        let appended = AppendedBlock::new(7, classifier());
-        let json = serde_json::to_value(appended.views().next().unwrap()).unwrap();
-        assert_eq!(json["position"], 7);
+        let mut written = Vec::new();
+        AppendedBlock::new(7, classifier()).write_json(&mut written);
+        let json: Vec<serde_json::Value> =
+            serde_json::from_slice(&[b"[", &written[..], b"]"].concat()).unwrap();
+        assert_eq!(json.len(), 3);
+        assert_eq!(json[0]["position"], 7);
+        assert_eq!(json[2]["position"], 9);
+        assert_eq!(json[1]["machine_id"], "m-ü");
+        assert_eq!(json[0]["role"], "challenger");
+        assert_eq!(json[0]["prediction"], "yes");
+        assert_eq!(json[2]["prediction"], serde_json::Value::Null);
         assert_eq!(
-            json["probabilities"],
+            json[0]["probabilities"],
             serde_json::json!({"no": 0.25, "yes": 0.75})
+        );
+        assert_eq!(
+            json[2]["probabilities"],
+            serde_json::json!({"no": null, "yes": 1.0})
         );
     }
 

@@ -64,8 +64,8 @@ const REPLAY_PAGE: i64 = 1_000;
 /// ingest (scores are made from them as subscribers read them).
 pub type ScoreBatch = Arc<[AppendedBlock]>;
 
-/// What happened to a submitted batch.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// What happened to a submitted batch (written as JSON by [`StreamReport::to_json`]).
+#[derive(Debug, Clone, ToSchema)]
 pub struct StreamReport {
     /// Records stored, duplicates, refusals.
     #[serde(flatten)]
@@ -80,7 +80,6 @@ pub struct StreamReport {
     /// The champion scores of the newly stored records, in position order (as consumers get
     /// them). Challenger scores are stored but not listed. (The very batch published to
     /// consumers, shared rather than copied.)
-    #[serde(serialize_with = "serialize_scores")]
     #[schema(value_type = Vec<StoredScore>)]
     pub scores: ScoreBatch,
 }
@@ -122,41 +121,46 @@ impl StreamReport {
         }
     }
 
-    /// The report as JSON, written into a buffer sized for its scores at once (a batch's answer
-    /// runs to megabytes; grown from empty, it would be copied a dozen times); without the
-    /// scores unless `with_scores` (for a producer that leaves them to the subscribers).
+    /// The report as JSON; without the scores unless `with_scores` (for a producer that leaves
+    /// them to the subscribers). A batch's answer with its scores runs to megabytes: it is
+    /// written into a buffer sized for them at once (grown from empty, it would be copied a dozen
+    /// times), the scores straight from their blocks.
     pub fn to_json(&self, with_scores: bool) -> Vec<u8> {
+        /// The report but its scores, in the order of the report's fields.
+        #[derive(Serialize)]
+        struct Summary<'a> {
+            #[serde(flatten)]
+            ingest: &'a IngestReport,
+            scored_by: &'a [ScoredBy],
+            not_scored: &'a [NotScored],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            note: &'a Option<String>,
+        }
+        let summary = Summary {
+            ingest: &self.ingest,
+            scored_by: &self.scored_by,
+            not_scored: &self.not_scored,
+            note: &self.note,
+        };
         if !with_scores {
-            /// The report but its scores.
-            #[derive(Serialize)]
-            struct Summary<'a> {
-                #[serde(flatten)]
-                ingest: &'a IngestReport,
-                scored_by: &'a [ScoredBy],
-                not_scored: &'a [NotScored],
-                #[serde(skip_serializing_if = "Option::is_none")]
-                note: &'a Option<String>,
-            }
-            let summary = Summary {
-                ingest: &self.ingest,
-                scored_by: &self.scored_by,
-                not_scored: &self.not_scored,
-                note: &self.note,
-            };
             return serde_json::to_vec(&summary).expect("a stream report serializes");
         }
         let scores: usize = self.scores.iter().map(AppendedBlock::len).sum();
         let mut out = Vec::with_capacity(1024 + 256 * scores);
-        serde_json::to_writer(&mut out, self).expect("a stream report serializes");
+        serde_json::to_writer(&mut out, &summary).expect("a stream report serializes");
+        // The summary is an object with fields: its closing brace makes way for the scores.
+        debug_assert_eq!(out.last(), Some(&b'}'));
+        out.pop();
+        out.extend_from_slice(br#","scores":["#);
+        for (i, block) in self.scores.iter().filter(|b| !b.is_empty()).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            block.write_json(&mut out);
+        }
+        out.extend_from_slice(b"]}");
         out
     }
-}
-
-fn serialize_scores<S: serde::Serializer>(
-    scores: &ScoreBatch,
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    serializer.collect_seq(scores.iter().flat_map(AppendedBlock::views))
 }
 
 /// A model version that scored a batch.

@@ -338,10 +338,11 @@ pub(crate) async fn append(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    // The newest stored time of each machine in the batch.
-    let mut machines: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    // The batch's newest time of each machine (counted once per machine, not sorted out of every
+    // row: this runs while the writer is held), and each one's newest stored time.
+    let newest = newest_by_machine(&rows);
+    let mut machines: Vec<&str> = newest.keys().copied().collect();
     machines.sort_unstable();
-    machines.dedup();
     let mut marks: HashMap<String, i64> = HashMap::with_capacity(machines.len());
     for chunk in machines.chunks(MARKS_PER_STATEMENT) {
         let mut sql = Sql::new("SELECT machine_id, last_ts FROM machine_marks WHERE dataset_id = ");
@@ -367,12 +368,15 @@ pub(crate) async fn append(
         })
         .await?;
     }
-    let new: Vec<KeyedRow<'_>> = if stored_keys.is_empty() {
-        rows
+    let (new, newest) = if stored_keys.is_empty() {
+        (rows, newest)
     } else {
-        rows.into_iter()
+        let new: Vec<KeyedRow<'_>> = rows
+            .into_iter()
             .filter(|r| !stored_keys.contains(&(r.1, r.0.to_string())))
-            .collect()
+            .collect();
+        let newest = newest_by_machine(&new);
+        (new, newest)
     };
     if new.is_empty() {
         return Ok(Vec::new());
@@ -380,11 +384,6 @@ pub(crate) async fn append(
     let block = NewBlock::of(dataset_id, schema_version, &new);
     tx.execute(block.insert()).await?;
     // Machines whose newest stored time moved.
-    let mut newest: HashMap<&str, i64> = HashMap::with_capacity(machines.len());
-    for r in &new {
-        let t = newest.entry(r.0).or_insert(r.1);
-        *t = (*t).max(r.1);
-    }
     let moved: Vec<(&str, i64)> = newest
         .into_iter()
         .filter(|(m, t)| marks.get(*m).is_none_or(|mark| t > mark))
@@ -405,6 +404,16 @@ pub(crate) async fn append(
         tx.execute(sql).await?;
     }
     Ok(new.iter().map(|r| r.2).collect())
+}
+
+/// The newest time of each machine among `rows`.
+fn newest_by_machine<'a>(rows: &[KeyedRow<'a>]) -> HashMap<&'a str, i64> {
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    for r in rows {
+        let t = newest.entry(r.0).or_insert(r.1);
+        *t = (*t).max(r.1);
+    }
+    newest
 }
 
 /// Which stored readings to read: those of a dataset under one schema version, in a time range,

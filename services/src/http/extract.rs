@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_ENCODING;
 use axum::http::request::Parts;
@@ -54,7 +54,10 @@ pub async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> 
 
 async fn collect_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut body = body;
-    let mut out = Vec::new();
+    // A body that says its length (Content-Length) is read into one buffer of that size (up to
+    // the limit), instead of one grown, and copied, as the body's pieces come in.
+    let expected = body.size_hint().upper().unwrap_or(0).min(limit as u64);
+    let mut out = Vec::with_capacity(expected as usize);
     while let Some(frame) = body.frame().await {
         let frame = frame
             .map_err(|e| ApiError::invalid(format!("could not read the request body: {e}")))?;
