@@ -9,7 +9,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::history::{self, KeyedRow};
-use super::record::{self, ParsedRecords, Reading, RecordParser, Rejection, Value};
+use super::record::{self, Reading, RecordParser, Rejection, Value};
 use super::schema::{ENTITY_KEY, Schema, TIME_KEY};
 use super::{Dataset, load_dataset};
 use crate::audit::{self, Actor};
@@ -63,15 +63,24 @@ struct Batch<'a> {
     collect: bool,
 }
 
-/// Parses a batch on blocking threads (validation of large batches is CPU work); returns one
-/// past the highest record position in the request (its record count, plus any blank NDJSON
-/// lines) and the parsed records.
+/// A request's records, parsed: one past the highest record position in the request (its record
+/// count, plus any blank NDJSON lines), the raw text of refused records, the valid readings'
+/// positions in the request, the readings, and the refusals.
+type ParsedBatch = (
+    usize,
+    Vec<String>,
+    Vec<usize>,
+    Arc<[Reading]>,
+    Vec<Rejection>,
+);
+
+/// Parses a batch on blocking threads (validation of large batches is CPU work).
 async fn parse_batch(
     dataset: &Dataset,
     body: String,
     ndjson: bool,
     labels_only: bool,
-) -> Result<(usize, ParsedRecords)> {
+) -> Result<ParsedBatch> {
     let schema = dataset.schema.clone();
     let max_ts = now_ms() + MAX_FUTURE_MS;
     tokio::task::spawn_blocking(move || {
@@ -85,23 +94,26 @@ async fn parse_batch(
         let span = parts.last().map_or(0, |&(i, _)| i + 1);
         let parser = RecordParser::new(&schema, max_ts, labels_only);
         // Large batches are parsed on two threads: parsing is much of an ingest's CPU work.
-        if parts.len() < PARALLEL_PARSE {
-            return Ok((span, parser.parse_all(&parts)));
-        }
-        let (first, second) = parts.split_at(parts.len() / 2);
-        let ((mut raws, mut readings, mut rejected), (raws2, readings2, rejected2)) =
-            std::thread::scope(|scope| {
-                let other = scope.spawn(|| parser.parse_all(second));
-                let mine = parser.parse_all(first);
-                (
-                    mine,
-                    other.join().expect("the parser thread does not panic"),
-                )
-            });
+        let ((mut raws, readings, mut rejected), (raws2, readings2, rejected2)) =
+            if parts.len() < PARALLEL_PARSE {
+                (parser.parse_all(&parts), Default::default())
+            } else {
+                let (first, second) = parts.split_at(parts.len() / 2);
+                std::thread::scope(|scope| {
+                    let other = scope.spawn(|| parser.parse_all(second));
+                    let mine = parser.parse_all(first);
+                    (
+                        mine,
+                        other.join().expect("the parser thread does not panic"),
+                    )
+                })
+            };
         raws.extend(raws2);
-        readings.extend(readings2);
         rejected.extend(rejected2);
-        Ok((span, (raws, readings, rejected)))
+        let positions = readings.iter().chain(&readings2).map(|r| r.0).collect();
+        // Straight from both halves into the shared slice, in one allocation and one copy.
+        let readings = readings.into_iter().chain(readings2).map(|r| r.1).collect();
+        Ok((span, raws, positions, readings, rejected))
     })
     .await
     .map_err(|e| Error::Integrity(format!("record parser failed: {e}")))?
@@ -244,9 +256,8 @@ impl Store {
         R: Send,
     {
         let dataset = self.get_dataset(name).await?;
-        let (span, (raws, parsed, rejected)) = parse_batch(&dataset, body, ndjson, false).await?;
-        let (positions, readings): (Vec<usize>, Vec<Reading>) = parsed.into_iter().unzip();
-        let readings: Arc<[Reading]> = readings.into();
+        let (span, raws, positions, readings, rejected) =
+            parse_batch(&dataset, body, ndjson, false).await?;
         let large = readings.len() >= PARALLEL_PARSE;
         let prepared = if collect && !readings.is_empty() {
             Some(prepare(dataset.clone(), readings.clone()).await)
@@ -446,8 +457,9 @@ impl Store {
         ndjson: bool,
     ) -> Result<(IngestReport, Vec<StoredLabels>)> {
         let dataset = self.get_dataset(name).await?;
-        let (_, (mut raws, readings, mut rejected)) =
+        let (_, mut raws, positions, readings, mut rejected) =
             parse_batch(&dataset, body, ndjson, true).await?;
+        let readings: Vec<(usize, &Reading)> = positions.into_iter().zip(&readings[..]).collect();
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let dataset = load_dataset(&mut tx, name).await?;
