@@ -206,6 +206,8 @@ impl AppendedBlock {
         let mut received = br#","received_at":"#.to_vec();
         write_i64(&mut received, b.received_at);
         received.push(b'}');
+        let probabilities = b.probabilities.as_deref().filter(|_| k > 0);
+        let labels = classes.unwrap_or_default();
         for (i, r) in b.records.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -224,15 +226,14 @@ impl AppendedBlock {
                     None => out.extend_from_slice(b"null"),
                 },
             }
-            if let Some(p) = b.probabilities.as_ref().filter(|_| k > 0) {
+            if let Some(p) = probabilities {
                 let row = &p[i * k..(i + 1) * k];
-                let classes = classes.unwrap_or_default();
                 out.extend_from_slice(br#","probabilities":{"#);
                 for (n, &c) in self.label_order.iter().enumerate() {
                     if n > 0 {
                         out.push(b',');
                     }
-                    write_str(out, &classes[c]);
+                    write_str(out, &labels[c]);
                     out.push(b':');
                     write_number(out, row[c]);
                 }

@@ -209,16 +209,16 @@ fn decode_block(blob: &[u8]) -> Result<Vec<RowRef<'_>>> {
     fn text<'a>(bytes: &mut &'a [u8], n: usize) -> Decoded<&'a str> {
         std::str::from_utf8(take(bytes, n)?).map_err(|_| "a machine id is not UTF-8".into())
     }
-    fn format_1(mut bytes: &[u8]) -> Decoded<Vec<RowRef<'_>>> {
-        let n = len(&mut bytes)?;
+    fn format_1<'a>(bytes: &mut &'a [u8]) -> Decoded<Vec<RowRef<'a>>> {
+        let n = len(bytes)?;
         let mut rows = Vec::with_capacity(n.min(bytes.len() / 24));
         for _ in 0..n {
-            let ts = int(&mut bytes)?;
-            let seq = int(&mut bytes)?;
-            let m = len(&mut bytes)?;
-            let machine_id = text(&mut bytes, m)?;
-            let f = len(&mut bytes)?;
-            let features = take(&mut bytes, f)?;
+            let ts = int(bytes)?;
+            let seq = int(bytes)?;
+            let m = len(bytes)?;
+            let machine_id = text(bytes, m)?;
+            let f = len(bytes)?;
+            let features = take(bytes, f)?;
             rows.push(RowRef {
                 ts,
                 seq,
@@ -226,35 +226,32 @@ fn decode_block(blob: &[u8]) -> Result<Vec<RowRef<'_>>> {
                 features,
             });
         }
-        if !bytes.is_empty() {
-            return Err("the block has trailing bytes".into());
-        }
         Ok(rows)
     }
-    fn format_2(mut bytes: &[u8]) -> Decoded<Vec<RowRef<'_>>> {
-        let n = size(&mut bytes)?;
-        let machines = size(&mut bytes)?;
+    fn format_2<'a>(bytes: &mut &'a [u8]) -> Decoded<Vec<RowRef<'a>>> {
+        let n = size(bytes)?;
+        let machines = size(bytes)?;
         let mut ids = Vec::with_capacity(machines.min(bytes.len()));
         for _ in 0..machines {
-            let m = size(&mut bytes)?;
-            ids.push(text(&mut bytes, m)?);
+            let m = size(bytes)?;
+            ids.push(text(bytes, m)?);
         }
-        let mut ts = int(&mut bytes)?;
-        let seq_base = int(&mut bytes)?;
+        let mut ts = int(bytes)?;
+        let seq_base = int(bytes)?;
         let mut rows = Vec::with_capacity(n.min(bytes.len() / 4));
         for _ in 0..n {
             ts = ts
-                .checked_add(unzigzag(varint(&mut bytes)?))
+                .checked_add(unzigzag(varint(bytes)?))
                 .ok_or("a time overflows")?;
-            let seq = i64::try_from(varint(&mut bytes)?)
+            let seq = i64::try_from(varint(bytes)?)
                 .ok()
                 .and_then(|d| seq_base.checked_add(d))
                 .ok_or("a sequence number overflows")?;
             let machine_id = *ids
-                .get(size(&mut bytes)?)
+                .get(size(bytes)?)
                 .ok_or("a reading names a machine the block does not list")?;
-            let f = size(&mut bytes)?;
-            let features = take(&mut bytes, f)?;
+            let f = size(bytes)?;
+            let features = take(bytes, f)?;
             rows.push(RowRef {
                 ts,
                 seq,
@@ -262,17 +259,18 @@ fn decode_block(blob: &[u8]) -> Result<Vec<RowRef<'_>>> {
                 features,
             });
         }
+        Ok(rows)
+    }
+    fn decode(mut bytes: &[u8]) -> Decoded<Vec<RowRef<'_>>> {
+        let rows = match take(&mut bytes, 1)?[0] {
+            1 => format_1(&mut bytes)?,
+            2 => format_2(&mut bytes)?,
+            format => return Err(format!("unknown block format {format}")),
+        };
         if !bytes.is_empty() {
             return Err("the block has trailing bytes".into());
         }
         Ok(rows)
-    }
-    fn decode(mut bytes: &[u8]) -> Decoded<Vec<RowRef<'_>>> {
-        match take(&mut bytes, 1)?[0] {
-            1 => format_1(bytes),
-            2 => format_2(bytes),
-            format => Err(format!("unknown block format {format}")),
-        }
     }
     decode(blob)
         .map_err(|e| Error::Integrity(format!("a stored block of readings is unreadable: {e}")))

@@ -41,13 +41,18 @@ pub struct IngestReport {
     pub rejected: Vec<Rejection>,
 }
 
-/// A parsed batch: the raw text of refused records, the refusals, and the valid readings with
-/// their positions in the request and what was prepared from them for scoring.
-struct Parsed<Pre> {
+/// A request's records, parsed: the raw text of refused records, the refusals, and the valid
+/// readings with their positions in the request.
+struct Records {
     raws: Vec<String>,
     positions: Vec<usize>,
     readings: Arc<[Reading]>,
     rejected: Vec<Rejection>,
+}
+
+/// A parsed batch and what was prepared from its readings for scoring.
+struct Parsed<Pre> {
+    records: Records,
     prepared: Option<Pre>,
 }
 
@@ -63,24 +68,15 @@ struct Batch<'a> {
     collect: bool,
 }
 
-/// A request's records, parsed: one past the highest record position in the request (its record
-/// count, plus any blank NDJSON lines), the raw text of refused records, the valid readings'
-/// positions in the request, the readings, and the refusals.
-type ParsedBatch = (
-    usize,
-    Vec<String>,
-    Vec<usize>,
-    Arc<[Reading]>,
-    Vec<Rejection>,
-);
-
-/// Parses a batch on blocking threads (validation of large batches is CPU work).
+/// Parses a batch on blocking threads (validation of large batches is CPU work); returns one
+/// past the highest record position in the request (its record count, plus any blank NDJSON
+/// lines) and the parsed records.
 async fn parse_batch(
     dataset: &Dataset,
     body: String,
     ndjson: bool,
     labels_only: bool,
-) -> Result<ParsedBatch> {
+) -> Result<(usize, Records)> {
     let schema = dataset.schema.clone();
     let max_ts = now_ms() + MAX_FUTURE_MS;
     tokio::task::spawn_blocking(move || {
@@ -113,7 +109,13 @@ async fn parse_batch(
         let positions = readings.iter().chain(&readings2).map(|r| r.0).collect();
         // Straight from both halves into the shared slice, in one allocation and one copy.
         let readings = readings.into_iter().chain(readings2).map(|r| r.1).collect();
-        Ok((span, raws, positions, readings, rejected))
+        let records = Records {
+            raws,
+            positions,
+            readings,
+            rejected,
+        };
+        Ok((span, records))
     })
     .await
     .map_err(|e| Error::Integrity(format!("record parser failed: {e}")))?
@@ -256,21 +258,15 @@ impl Store {
         R: Send,
     {
         let dataset = self.get_dataset(name).await?;
-        let (span, raws, positions, readings, rejected) =
-            parse_batch(&dataset, body, ndjson, false).await?;
+        let (span, records) = parse_batch(&dataset, body, ndjson, false).await?;
+        let readings = &records.readings;
         let large = readings.len() >= PARALLEL_PARSE;
         let prepared = if collect && !readings.is_empty() {
             Some(prepare(dataset.clone(), readings.clone()).await)
         } else {
             None
         };
-        let parsed = Parsed {
-            raws,
-            positions,
-            readings,
-            rejected,
-            prepared,
-        };
+        let parsed = Parsed { records, prepared };
         let mut conn = self.writer().await?;
         let batch = Batch {
             actor,
@@ -339,10 +335,13 @@ impl Store {
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
         let Parsed {
-            raws,
-            positions,
-            readings,
-            rejected,
+            records:
+                Records {
+                    raws,
+                    positions,
+                    readings,
+                    rejected,
+                },
             prepared,
         } = parsed;
         let Batch {
@@ -457,8 +456,15 @@ impl Store {
         ndjson: bool,
     ) -> Result<(IngestReport, Vec<StoredLabels>)> {
         let dataset = self.get_dataset(name).await?;
-        let (_, mut raws, positions, readings, mut rejected) =
-            parse_batch(&dataset, body, ndjson, true).await?;
+        let (
+            _,
+            Records {
+                mut raws,
+                positions,
+                readings,
+                mut rejected,
+            },
+        ) = parse_batch(&dataset, body, ndjson, true).await?;
         let readings: Vec<(usize, &Reading)> = positions.into_iter().zip(&readings[..]).collect();
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
