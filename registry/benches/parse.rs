@@ -34,18 +34,23 @@ fn main() {
     }
     let parser = RecordParser::new(&schema, i64::MAX, false);
     let parts = split_body(&body, true).unwrap();
-    let mut best = f64::MAX;
+    let (mut best, mut best_free) = (f64::MAX, f64::MAX);
     for _ in 0..200 {
         let start = Instant::now();
-        let (_, readings, rejected) = parser.parse_all(&parts);
+        let parsed = parser.parse_all(&parts);
         best = best.min(start.elapsed().as_secs_f64());
-        assert_eq!((readings.len(), rejected.len()), (RECORDS, 0));
+        assert_eq!((parsed.readings.len(), parsed.rejected.len()), (RECORDS, 0));
+        // Freeing the batch is work too (the stream's drift task does it).
+        let start = Instant::now();
+        drop(parsed);
+        best_free = best_free.min(start.elapsed().as_secs_f64());
     }
     println!(
-        "parse {RECORDS} records ({:.1} MB), one thread, best of 200: {:.2} ms, {:.0} ns/record, {:.0} MB/s",
+        "parse {RECORDS} records ({:.1} MB), one thread, best of 200: {:.2} ms, {:.0} ns/record, {:.0} MB/s; freeing them: {:.3} ms",
         body.len() as f64 / 1e6,
         best * 1e3,
         best * 1e9 / RECORDS as f64,
-        body.len() as f64 / best / 1e6
+        body.len() as f64 / best / 1e6,
+        best_free * 1e3
     );
 }

@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Connection, Row};
 use utoipa::ToSchema;
 
-use crate::datasets::Reading;
+use crate::datasets::{Reading, Readings};
 use crate::db::{Backend, Store, table_exists};
 use crate::error::{Error, Result};
 use crate::sql::{Sql, Tx};
@@ -66,7 +66,7 @@ pub struct ScoreBlock {
     /// When the records were received, ms since the Unix epoch.
     pub received_at: i64,
     /// The records scored, in order.
-    pub records: Arc<[Reading]>,
+    pub records: Arc<Readings>,
     /// Class labels (classifiers): `values` are indices into them, and each record has one
     /// probability per class in `probabilities`. `None` for regression.
     pub classes: Option<Arc<[String]>>,
@@ -101,7 +101,7 @@ impl ScoreBlock {
                 .flatten();
             shared.score(
                 first_position + i as i64,
-                &r.machine_id,
+                r.machine_id,
                 r.ts,
                 self.values[i],
                 probabilities,
@@ -215,7 +215,7 @@ impl AppendedBlock {
             out.extend_from_slice(br#"{"position":"#);
             write_i64(out, self.first_position + i as i64);
             out.extend_from_slice(br#","machine_id":"#);
-            write_str(out, &r.machine_id);
+            write_str(out, r.machine_id);
             out.extend_from_slice(br#","ts":"#);
             write_i64(out, r.ts);
             out.extend_from_slice(&shared);
@@ -557,7 +557,7 @@ async fn insert_block(
     block: &ScoreBlock,
 ) -> Result<()> {
     let count = block.records.len();
-    let times = block.records.iter().map(|r| r.ts);
+    let times = block.records.times().iter().copied();
     let row = BlockRow {
         dataset_id,
         first_position: position,
@@ -632,12 +632,12 @@ pub(crate) async fn convert_legacy_log(conn: &mut AnyConnection, backend: Backen
                 version: row.try_get("version")?,
                 role: ScoreRole::parse(&row.try_get::<String, _>("role")?)?,
                 received_at: row.try_get("received_at")?,
-                records: Arc::new([Reading {
+                records: Arc::new(Readings::from_iter([Reading {
                     machine_id: row.try_get("machine_id")?,
                     ts: row.try_get("ts")?,
                     features: Vec::new(),
                     labels: None,
-                }]),
+                }])),
                 classes,
                 values: vec![value],
                 probabilities: probabilities
@@ -907,7 +907,11 @@ mod tests {
             version: 3,
             role: ScoreRole::Challenger,
             received_at: 42,
-            records: Arc::new([reading("m1", 10), reading("m-ü", -5), reading("m3", 7)]),
+            records: Arc::new(Readings::from_iter([
+                reading("m1", 10),
+                reading("m-ü", -5),
+                reading("m3", 7),
+            ])),
             classes: Some(Arc::from(vec!["no".to_string(), "yes".to_string()])),
             values: vec![1.0, 0.0, f64::NAN],
             probabilities: Some(vec![0.25, 0.75, 0.5, 0.5, f64::NAN, 1.0]),
@@ -984,7 +988,10 @@ mod tests {
             model: "m\"odel\\\u{1}é".into(),
             role: ScoreRole::Champion,
             received_at: -1,
-            records: Arc::new([reading("a\"b", i64::MIN), reading("\n\t", i64::MAX)]),
+            records: Arc::new(Readings::from_iter([
+                reading("a\"b", i64::MIN),
+                reading("\n\t", i64::MAX),
+            ])),
             classes: Some(Arc::from(vec!["q\"".to_string(), "\u{7f}".to_string()])),
             values: vec![1.0, 5.0],
             probabilities: Some(vec![1e-7, 0.9999999, -0.0, 1e300]),

@@ -33,7 +33,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use refit_registry::datasets::{Dataset, IngestReport, Reading};
+use refit_registry::datasets::{Dataset, IngestReport, Readings};
 use refit_registry::db::now_ms;
 use refit_registry::scores::{AppendedBlock, ScoreBlock, ScoreRole, StoredScore};
 use refit_registry::{Actor, Result, Store};
@@ -425,7 +425,7 @@ impl StreamHub {
     async fn prescore(
         &self,
         dataset: Dataset,
-        readings: Arc<[Reading]>,
+        readings: Arc<Readings>,
         models: &[String],
         received_at: i64,
     ) -> Vec<Prescored> {
@@ -458,7 +458,7 @@ impl StreamHub {
     async fn score(
         &self,
         dataset: Dataset,
-        fresh: Arc<[Reading]>,
+        fresh: Arc<Readings>,
         models: &[String],
         order: Arc<tokio::sync::Mutex<()>>,
         received_at: i64,
@@ -570,7 +570,7 @@ struct Observed {
     predictions: Predictions,
     /// The readings scored (their machines and times are copied out by the drift task, not
     /// under the writer).
-    readings: Arc<[Reading]>,
+    readings: Arc<Readings>,
 }
 
 /// Batches for the drift monitors, taken in order by one task.
@@ -647,8 +647,8 @@ async fn observe(drift: Arc<DriftMonitors>, batches: Vec<(String, Vec<Observed>)
     let mut closed = Vec::new();
     for (dataset, observed) in &batches {
         for o in observed {
-            let machine_ids: Vec<&str> = o.readings.iter().map(|r| r.machine_id.as_str()).collect();
-            let ts: Vec<i64> = o.readings.iter().map(|r| r.ts).collect();
+            let machine_ids: Vec<&str> = o.readings.iter().map(|r| r.machine_id).collect();
+            let ts = o.readings.times();
             match drift
                 .close_windows(
                     dataset,
@@ -656,7 +656,7 @@ async fn observe(drift: Arc<DriftMonitors>, batches: Vec<(String, Vec<Observed>)
                     &o.frame,
                     &o.predictions,
                     &machine_ids,
-                    &ts,
+                    ts,
                 )
                 .await
             {
@@ -683,7 +683,7 @@ type Scored = (ScoreBlock, FeatureFrame, Predictions);
 async fn score_batch(
     served: &Arc<Served>,
     dataset: &Arc<Dataset>,
-    readings: &Arc<[Reading]>,
+    readings: &Arc<Readings>,
     role: ScoreRole,
     received_at: i64,
 ) -> std::result::Result<Scored, String> {
@@ -703,7 +703,7 @@ async fn score_batch(
 fn score_rows(
     served: &Served,
     dataset: &Dataset,
-    readings: &Arc<[Reading]>,
+    readings: &Arc<Readings>,
     role: ScoreRole,
     received_at: i64,
 ) -> std::result::Result<Scored, String> {
@@ -721,7 +721,7 @@ fn score_rows(
         })
         .collect::<std::result::Result<Vec<usize>, String>>()?;
     let frame = FeatureFrame::from_rows(
-        readings.iter().map(|r| r.features.as_slice()),
+        readings.iter().map(|r| r.features),
         &pick,
         &served.inner.numeric_inputs(),
     );

@@ -9,7 +9,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::history::{self, KeyedRow};
-use super::record::{self, Reading, RecordParser, Rejection, Value};
+use super::record::{self, ReadingRef, Readings, RecordParser, Rejection, Value};
 use super::schema::{ENTITY_KEY, Schema, TIME_KEY};
 use super::{Dataset, load_dataset};
 use crate::audit::{self, Actor};
@@ -46,7 +46,7 @@ pub struct IngestReport {
 struct Records {
     raws: Vec<String>,
     positions: Vec<usize>,
-    readings: Arc<[Reading]>,
+    readings: Arc<Readings>,
     rejected: Vec<Rejection>,
 }
 
@@ -90,30 +90,22 @@ async fn parse_batch(
         let span = parts.last().map_or(0, |&(i, _)| i + 1);
         let parser = RecordParser::new(&schema, max_ts, labels_only);
         // Large batches are parsed on two threads: parsing is much of an ingest's CPU work.
-        let ((mut raws, readings, mut rejected), (raws2, readings2, rejected2)) =
-            if parts.len() < PARALLEL_PARSE {
-                (parser.parse_all(&parts), Default::default())
-            } else {
-                let (first, second) = parts.split_at(parts.len() / 2);
-                std::thread::scope(|scope| {
-                    let other = scope.spawn(|| parser.parse_all(second));
-                    let mine = parser.parse_all(first);
-                    (
-                        mine,
-                        other.join().expect("the parser thread does not panic"),
-                    )
-                })
-            };
-        raws.extend(raws2);
-        rejected.extend(rejected2);
-        let positions = readings.iter().chain(&readings2).map(|r| r.0).collect();
-        // Straight from both halves into the shared slice, in one allocation and one copy.
-        let readings = readings.into_iter().chain(readings2).map(|r| r.1).collect();
+        let parsed = if parts.len() < PARALLEL_PARSE {
+            parser.parse_all(&parts)
+        } else {
+            let (first, second) = parts.split_at(parts.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| parser.parse_all(second));
+                let mut parsed = parser.parse_all(first);
+                parsed.append(other.join().expect("the parser thread does not panic"));
+                parsed
+            })
+        };
         let records = Records {
-            raws,
-            positions,
-            readings,
-            rejected,
+            raws: parsed.raws,
+            positions: parsed.positions,
+            readings: Arc::new(parsed.readings),
+            rejected: parsed.rejected,
         };
         Ok((span, records))
     })
@@ -218,9 +210,9 @@ impl Store {
         finish: C,
     ) -> Result<R>
     where
-        P: FnOnce(Dataset, Arc<[Reading]>) -> PFut,
+        P: FnOnce(Dataset, Arc<Readings>) -> PFut,
         PFut: Future<Output = Pre>,
-        F: FnOnce(Dataset, Arc<[Reading]>, Option<Pre>) -> Fut,
+        F: FnOnce(Dataset, Arc<Readings>, Option<Pre>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
         T: Send,
         C: FnOnce(IngestReport, Vec<AppendedBlock>, T) -> R + Send,
@@ -249,9 +241,9 @@ impl Store {
         finish: C,
     ) -> Result<R>
     where
-        P: FnOnce(Dataset, Arc<[Reading]>) -> PFut,
+        P: FnOnce(Dataset, Arc<Readings>) -> PFut,
         PFut: Future<Output = Pre>,
-        F: FnOnce(Dataset, Arc<[Reading]>, Option<Pre>) -> Fut,
+        F: FnOnce(Dataset, Arc<Readings>, Option<Pre>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
         T: Send,
         C: FnOnce(IngestReport, Vec<AppendedBlock>, T) -> R + Send,
@@ -331,7 +323,7 @@ impl Store {
         score: F,
     ) -> Result<(IngestReport, Vec<AppendedBlock>, T)>
     where
-        F: FnOnce(Dataset, Arc<[Reading]>, Option<Pre>) -> Fut,
+        F: FnOnce(Dataset, Arc<Readings>, Option<Pre>) -> Fut,
         Fut: Future<Output = Result<(Vec<ScoreBlock>, T)>>,
     {
         let Parsed {
@@ -360,7 +352,7 @@ impl Store {
         let rows: Vec<KeyedRow> = readings
             .iter()
             .enumerate()
-            .map(|(i, r)| (r.machine_id.as_str(), r.ts, seq_of(i), &r.features[..]))
+            .map(|(i, r)| (r.machine_id, r.ts, seq_of(i), r.features))
             .collect();
         // A key sent twice is stored from its first record; the later ones are duplicates like
         // any other.
@@ -376,26 +368,23 @@ impl Store {
             stored.into_iter().collect()
         };
         let is_fresh = |i: &usize| all_stored || stored.contains(&seq_of(*i));
-        if readings.iter().any(|r| r.labels.is_some()) {
+        if readings.any_labelled() {
             let labelled: Vec<KeyedRow> = (0..valid)
                 .filter(is_fresh)
                 .filter_map(|i| {
-                    let r = &readings[i];
-                    Some((r.machine_id.as_str(), r.ts, seq_of(i), r.labels.as_deref()?))
+                    let r = readings.get(i);
+                    Some((r.machine_id, r.ts, seq_of(i), r.labels?))
                 })
                 .collect();
             insert_labels(tx, self.backend(), dataset, labelled).await?;
         }
         store_dead_letters(tx, dataset.id, source, &rejected, &raws).await?;
-        let fresh: Arc<[Reading]> = if !collect {
-            Arc::new([])
+        let fresh: Arc<Readings> = if !collect {
+            Arc::default()
         } else if all_stored {
             readings
         } else {
-            (0..valid)
-                .filter(is_fresh)
-                .map(|i| readings[i].clone())
-                .collect()
+            Arc::new(readings.select((0..valid).filter(is_fresh)))
         };
         // What was prepared is for every valid reading: it holds only if all were stored.
         let prepared = prepared.filter(|_| all_stored);
@@ -465,17 +454,15 @@ impl Store {
                 mut rejected,
             },
         ) = parse_batch(&dataset, body, ndjson, true).await?;
-        let readings: Vec<(usize, &Reading)> = positions.into_iter().zip(&readings[..]).collect();
+        let readings: Vec<(usize, ReadingRef)> =
+            positions.into_iter().zip(readings.iter()).collect();
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let dataset = load_dataset(&mut tx, name).await?;
         // Lock the dataset's row first: what is read below stays true until commit.
         reserve_seq(&mut Tx::Any(&mut tx), dataset.id, 0).await?;
         // What is stored for these keys: the reading's schema version and any labels.
-        let keys: Vec<(&str, i64)> = readings
-            .iter()
-            .map(|(_, r)| (r.machine_id.as_str(), r.ts))
-            .collect();
+        let keys: Vec<(&str, i64)> = readings.iter().map(|(_, r)| (r.machine_id, r.ts)).collect();
         let found = history::find(&mut Tx::Any(&mut tx), dataset.id, &keys).await?;
         let mut existing: HashMap<(String, i64), StoredReading> = found
             .into_iter()
@@ -505,11 +492,8 @@ impl Store {
         let mut taken: HashMap<(String, i64), Vec<u8>> = HashMap::new();
         let mut buf = Vec::new();
         for (index, reading) in &readings {
-            let labels = reading
-                .labels
-                .as_ref()
-                .expect("the labels parser requires labels");
-            let key = (reading.machine_id.clone(), reading.ts);
+            let labels = reading.labels.expect("the labels parser requires labels");
+            let key = (reading.machine_id.to_string(), reading.ts);
             let refuse = |reason: String| Rejection {
                 index: *index,
                 field: None,
@@ -545,7 +529,7 @@ impl Store {
                 }
             };
             if let Some(r) = refusal {
-                raws.push(labels_json(reading, &dataset.schema));
+                raws.push(labels_json(*reading, &dataset.schema));
                 rejected.push(r);
             }
         }
@@ -554,11 +538,8 @@ impl Store {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let labels = r
-                    .labels
-                    .as_deref()
-                    .expect("the labels parser requires labels");
-                (r.machine_id.as_str(), r.ts, first_seq + i as i64, labels)
+                let labels = r.labels.expect("the labels parser requires labels");
+                (r.machine_id, r.ts, first_seq + i as i64, labels)
             })
             .collect();
         insert_labels(&mut Tx::Any(&mut tx), self.backend(), &dataset, numbered).await?;
@@ -592,9 +573,11 @@ impl Store {
             .iter()
             .map(|r| {
                 (
-                    r.machine_id.clone(),
+                    r.machine_id.to_string(),
                     r.ts,
-                    r.labels.clone().expect("the labels parser requires labels"),
+                    r.labels
+                        .expect("the labels parser requires labels")
+                        .to_vec(),
                 )
             })
             .collect();
@@ -613,11 +596,11 @@ impl Store {
 pub type StoredLabels = (String, i64, Vec<Value>);
 
 /// A parsed labels record as JSON, for its dead letter: the key and every label value refused.
-fn labels_json(reading: &Reading, schema: &Schema) -> String {
+fn labels_json(reading: ReadingRef, schema: &Schema) -> String {
     let mut object = serde_json::Map::new();
-    object.insert(ENTITY_KEY.into(), reading.machine_id.clone().into());
+    object.insert(ENTITY_KEY.into(), reading.machine_id.into());
     object.insert(TIME_KEY.into(), reading.ts.into());
-    let labels = reading.labels.as_deref().unwrap_or(&[]);
+    let labels = reading.labels.unwrap_or(&[]);
     for (column, value) in schema.labels.iter().zip(labels) {
         let value = match value {
             Value::Missing => serde_json::Value::Null,

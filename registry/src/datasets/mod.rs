@@ -9,7 +9,7 @@ pub mod schema;
 mod snapshots;
 
 pub use ingest::{IngestReport, StoredLabels};
-pub use record::{Reading, Rejection, Value};
+pub use record::{Reading, ReadingRef, Readings, Rejection, Value};
 pub use retention::PruneReport;
 pub use schema::{Column, ColumnKind, Schema};
 pub use snapshots::{Snapshot, SnapshotRequest, SnapshotRow, SnapshotVerification};

@@ -8,6 +8,7 @@
 //!
 //! Equal values always encode to equal bytes, so a digest over encodings identifies content.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -42,6 +43,192 @@ pub struct Reading {
     pub labels: Option<Vec<Value>>,
 }
 
+/// One reading of a [`Readings`] batch, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadingRef<'a> {
+    /// The machine (entity key).
+    pub machine_id: &'a str,
+    /// Event time, ms since the Unix epoch.
+    pub ts: i64,
+    /// Feature values in schema order.
+    pub features: &'a [Value],
+    /// Label values in schema order, if the record carried any label.
+    pub labels: Option<&'a [Value]>,
+}
+
+impl ReadingRef<'_> {
+    /// The reading as an owned value.
+    pub fn to_owned(&self) -> Reading {
+        Reading {
+            machine_id: self.machine_id.to_string(),
+            ts: self.ts,
+            features: self.features.to_vec(),
+            labels: self.labels.map(<[Value]>::to_vec),
+        }
+    }
+}
+
+impl Reading {
+    /// The reading, borrowed as a batch's readings are.
+    pub fn as_ref(&self) -> ReadingRef<'_> {
+        ReadingRef {
+            machine_id: &self.machine_id,
+            ts: self.ts,
+            features: &self.features,
+            labels: self.labels.as_deref(),
+        }
+    }
+}
+
+/// A batch of validated readings, stored flat: the machine ids in one string and the values in
+/// one vector, row after row. A batch takes a handful of allocations however many readings it
+/// holds; two per reading (its id and its values) cost the stream more than parsing the numbers,
+/// and as much again to free.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Readings {
+    /// The machine ids, one after another.
+    ids: String,
+    /// Where each reading's machine id ends in `ids`.
+    id_ends: Vec<usize>,
+    ts: Vec<i64>,
+    /// Features per reading.
+    width: usize,
+    /// `width` values per reading.
+    features: Vec<Value>,
+    /// Labels per reading.
+    label_width: usize,
+    /// `label_width` values per reading (missing ones for a reading without labels).
+    labels: Vec<Value>,
+    /// Whether each reading carried labels.
+    labelled: Vec<bool>,
+}
+
+impl Readings {
+    /// An empty batch of readings with `width` features and `label_width` labels each.
+    pub fn new(width: usize, label_width: usize) -> Readings {
+        Readings {
+            width,
+            label_width,
+            ..Readings::default()
+        }
+    }
+
+    fn with_capacity(width: usize, label_width: usize, n: usize) -> Readings {
+        Readings {
+            ids: String::with_capacity(n * 8),
+            id_ends: Vec::with_capacity(n),
+            ts: Vec::with_capacity(n),
+            width,
+            features: Vec::with_capacity(n * width),
+            label_width,
+            labels: Vec::with_capacity(n * label_width),
+            labelled: Vec::with_capacity(n),
+        }
+    }
+
+    /// How many readings there are.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Reading `i`.
+    ///
+    /// # Panics
+    /// If `i` is out of bounds.
+    pub fn get(&self, i: usize) -> ReadingRef<'_> {
+        let start = if i == 0 { 0 } else { self.id_ends[i - 1] };
+        ReadingRef {
+            machine_id: &self.ids[start..self.id_ends[i]],
+            ts: self.ts[i],
+            features: &self.features[i * self.width..(i + 1) * self.width],
+            labels: self.labelled[i]
+                .then(|| &self.labels[i * self.label_width..(i + 1) * self.label_width]),
+        }
+    }
+
+    /// The readings in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ReadingRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The readings' event times, in order.
+    pub fn times(&self) -> &[i64] {
+        &self.ts
+    }
+
+    /// Whether any reading carried labels.
+    pub fn any_labelled(&self) -> bool {
+        self.labelled.contains(&true)
+    }
+
+    /// Appends a copy of `reading`, which has this batch's widths.
+    pub fn push(&mut self, reading: ReadingRef<'_>) {
+        assert_eq!(reading.features.len(), self.width, "features per reading");
+        self.features.extend_from_slice(reading.features);
+        match reading.labels {
+            Some(labels) => {
+                assert_eq!(labels.len(), self.label_width, "labels per reading");
+                self.labels.extend_from_slice(labels);
+            }
+            None => self
+                .labels
+                .extend((0..self.label_width).map(|_| Value::Missing)),
+        }
+        self.labelled.push(reading.labels.is_some());
+        self.push_key(reading.machine_id, reading.ts);
+    }
+
+    /// Ends a reading whose values were pushed: its key, last.
+    fn push_key(&mut self, machine_id: &str, ts: i64) {
+        self.ids.push_str(machine_id);
+        self.id_ends.push(self.ids.len());
+        self.ts.push(ts);
+    }
+
+    /// Moves `other`'s readings (of the same widths) to the end of these.
+    fn append(&mut self, mut other: Readings) {
+        let offset = self.ids.len();
+        self.ids.push_str(&other.ids);
+        self.id_ends
+            .extend(other.id_ends.iter().map(|end| end + offset));
+        self.ts.append(&mut other.ts);
+        self.features.append(&mut other.features);
+        self.labels.append(&mut other.labels);
+        self.labelled.append(&mut other.labelled);
+    }
+
+    /// The readings at positions `keep` (in the order given), copied.
+    pub fn select(&self, keep: impl Iterator<Item = usize>) -> Readings {
+        let mut out = Readings::new(self.width, self.label_width);
+        for i in keep {
+            out.push(self.get(i));
+        }
+        out
+    }
+}
+
+impl FromIterator<Reading> for Readings {
+    /// Readings of equal widths (the first reading's features; the first labelled one's labels).
+    fn from_iter<I: IntoIterator<Item = Reading>>(readings: I) -> Readings {
+        let readings: Vec<Reading> = readings.into_iter().collect();
+        let width = readings.first().map_or(0, |r| r.features.len());
+        let label_width = readings
+            .iter()
+            .find_map(|r| r.labels.as_ref())
+            .map_or(0, Vec::len);
+        let mut out = Readings::new(width, label_width);
+        for r in &readings {
+            out.push(r.as_ref());
+        }
+        out
+    }
+}
+
 /// Why a record was refused: which field, and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Rejection {
@@ -53,9 +240,29 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// Parsed records: the raw text of each refused record, the valid readings with their positions
-/// in the request, and the refusals.
-pub type ParsedRecords = (Vec<String>, Vec<(usize, Reading)>, Vec<Rejection>);
+/// Parsed records: the raw text of each refused record (for its dead letter), the valid readings
+/// with their positions in the request, and the refusals.
+#[derive(Debug, Default)]
+pub struct ParsedRecords {
+    /// The raw text of each refused record, in the order of `rejected`.
+    pub raws: Vec<String>,
+    /// Each valid reading's position in the request.
+    pub positions: Vec<usize>,
+    /// The valid readings.
+    pub readings: Readings,
+    /// Why each refused record was refused.
+    pub rejected: Vec<Rejection>,
+}
+
+impl ParsedRecords {
+    /// Moves the records parsed from a later part of the same request after these.
+    pub fn append(&mut self, other: ParsedRecords) {
+        self.raws.extend(other.raws);
+        self.positions.extend(other.positions);
+        self.readings.append(other.readings);
+        self.rejected.extend(other.rejected);
+    }
+}
 
 /// Longest accepted `machine_id`.
 pub const MAX_MACHINE_ID: usize = 256;
@@ -88,55 +295,59 @@ pub struct RecordParser<'s> {
 
 /// A JSON value of any type, classified while parsing so that a wrong type is reported per field
 /// instead of failing the whole request.
+/// Strings borrow from the record's text where they can (no escapes to undo).
 #[derive(Debug)]
-enum Raw {
+enum Raw<'a> {
     Null,
     Bool,
     Number(f64),
     Integer(i64),
-    Text(String),
+    Text(Cow<'a, str>),
     Nested,
 }
 
-impl<'de> Deserialize<'de> for Raw {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Raw, D::Error> {
+impl<'de> Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Raw<'de>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Raw;
+            type Value = Raw<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_unit<E>(self) -> Result<Raw, E> {
+            fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
                 Ok(Raw::Null)
             }
-            fn visit_none<E>(self) -> Result<Raw, E> {
+            fn visit_none<E>(self) -> Result<Raw<'de>, E> {
                 Ok(Raw::Null)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Raw, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<Raw<'de>, E> {
                 Ok(Raw::Bool)
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+            fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
                 Ok(Raw::Integer(v))
             }
-            fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+            fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
                 Ok(i64::try_from(v)
                     .map(Raw::Integer)
                     .unwrap_or(Raw::Number(v as f64)))
             }
-            fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+            fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
                 Ok(Raw::Number(v))
             }
-            fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
-                Ok(Raw::Text(v.to_string()))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
+                Ok(Raw::Text(Cow::Borrowed(v)))
             }
-            fn visit_string<E>(self, v: String) -> Result<Raw, E> {
-                Ok(Raw::Text(v))
+            fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
+                Ok(Raw::Text(Cow::Owned(v.to_string())))
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Raw, A::Error> {
+            fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
+                Ok(Raw::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Raw<'de>, A::Error> {
                 while a.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Raw::Nested)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Raw, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Raw<'de>, A::Error> {
                 while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Raw::Nested)
             }
@@ -146,17 +357,17 @@ impl<'de> Deserialize<'de> for Raw {
 }
 
 /// The fields of one record, by slot, as parsed.
-struct Fields {
-    machine: Option<Raw>,
-    time: Option<Raw>,
-    features: Vec<Option<Raw>>,
-    labels: Vec<Option<Raw>>,
+struct Fields<'a> {
+    machine: Option<Raw<'a>>,
+    time: Option<Raw<'a>>,
+    features: Vec<Option<Raw<'a>>>,
+    labels: Vec<Option<Raw<'a>>>,
     unknown: Option<String>,
     repeated: Option<String>,
 }
 
-impl Fields {
-    fn new(schema: &Schema) -> Fields {
+impl<'a> Fields<'a> {
+    fn new(schema: &Schema) -> Fields<'a> {
         Fields {
             machine: None,
             time: None,
@@ -178,7 +389,7 @@ impl Fields {
     }
 
     /// Fills field `key`'s slot (noting a field sent twice), or notes `key` as unknown.
-    fn put(&mut self, key: &str, slot: Option<Slot>, value: impl FnOnce() -> Raw) {
+    fn put(&mut self, key: &str, slot: Option<Slot>, value: impl FnOnce() -> Raw<'a>) {
         let target = match slot {
             Some(Slot::Machine) => &mut self.machine,
             Some(Slot::Time) => &mut self.time,
@@ -198,21 +409,21 @@ impl Fields {
 struct RecordSeed<'p, 's>(&'p RecordParser<'s>);
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
-    type Value = Fields;
+    type Value = Fields<'de>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
-    type Value = Fields;
+    type Value = Fields<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut fields = Fields::new(self.0.schema);
         let mut next = 0;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
@@ -249,7 +460,7 @@ impl<'s> RecordParser<'s> {
     /// no escapes or control characters and whose numbers have no exponent and, for integers, at
     /// most 18 digits — into the fields serde's path would make of it, without serde's dispatch
     /// per field. `None` for anything else, which serde's path reads (and reports) instead.
-    fn scan(&self, json: &str, fields: &mut Fields) -> Option<()> {
+    fn scan<'a>(&self, json: &'a str, fields: &mut Fields<'a>) -> Option<()> {
         let mut at = Scanner {
             text: json,
             bytes: json.as_bytes(),
@@ -296,7 +507,7 @@ impl<'s> RecordParser<'s> {
     }
 
     /// Reads a record through serde (what [`RecordParser::scan`] does not read).
-    fn deserialize(&self, json: &str) -> Result<Fields, serde_json::Error> {
+    fn deserialize<'a>(&self, json: &'a str) -> Result<Fields<'a>, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_str(json);
         RecordSeed(self)
             .deserialize(&mut de)
@@ -363,36 +574,54 @@ impl<'s> RecordParser<'s> {
 
     /// Parses and validates one record's JSON text.
     pub fn parse(&self, index: usize, json: &str) -> Result<Reading, Rejection> {
-        self.parse_with(&mut Fields::new(self.schema), index, json)
+        let mut one = self.readings(1);
+        self.parse_with(&mut Fields::new(self.schema), index, json, &mut one)?;
+        Ok(one.get(0).to_owned())
+    }
+
+    /// An empty batch for `n` readings of this parser's schema.
+    fn readings(&self, n: usize) -> Readings {
+        let width = if self.labels_only {
+            0
+        } else {
+            self.schema.features.len()
+        };
+        Readings::with_capacity(width, self.schema.labels.len(), n)
     }
 
     /// Parses and validates records (each with its position in the request): the raw text of
     /// each refused record (for its dead letter), the valid readings with their positions, and
     /// the refusals.
     pub fn parse_all(&self, parts: &[(usize, &str)]) -> ParsedRecords {
-        let mut readings = Vec::with_capacity(parts.len());
-        let mut rejected = Vec::new();
-        let mut raws = Vec::new();
+        let mut parsed = ParsedRecords {
+            positions: Vec::with_capacity(parts.len()),
+            readings: self.readings(parts.len()),
+            ..ParsedRecords::default()
+        };
         // One set of slots serves every record.
         let mut fields = Fields::new(self.schema);
         for &(i, part) in parts {
-            match self.parse_with(&mut fields, i, part) {
-                Ok(r) => readings.push((i, r)),
+            match self.parse_with(&mut fields, i, part, &mut parsed.readings) {
+                Ok(()) => parsed.positions.push(i),
                 Err(e) => {
-                    raws.push(part.chars().take(4096).collect::<String>());
-                    rejected.push(e);
+                    parsed
+                        .raws
+                        .push(part.chars().take(4096).collect::<String>());
+                    parsed.rejected.push(e);
                 }
             }
         }
-        (raws, readings, rejected)
+        parsed
     }
 
-    fn parse_with(
+    /// Parses and validates one record into `out`.
+    fn parse_with<'a>(
         &self,
-        fields: &mut Fields,
+        fields: &mut Fields<'a>,
         index: usize,
-        json: &str,
-    ) -> Result<Reading, Rejection> {
+        json: &'a str,
+        out: &mut Readings,
+    ) -> Result<(), Rejection> {
         if self.scan(json, fields).is_none() {
             *fields = self.deserialize(json).map_err(|e| Rejection {
                 index,
@@ -400,11 +629,23 @@ impl<'s> RecordParser<'s> {
                 reason: format!("not a JSON object: {e}"),
             })?;
         }
-        self.validate(index, fields)
+        let (features, labels) = (out.features.len(), out.labels.len());
+        let valid = self.validate(index, fields, out);
+        if valid.is_err() {
+            out.features.truncate(features);
+            out.labels.truncate(labels);
+        }
+        valid
     }
 
-    /// Checks a record's fields against the schema.
-    fn validate(&self, index: usize, fields: &mut Fields) -> Result<Reading, Rejection> {
+    /// Checks a record's fields against the schema, pushing its values to `out` (which the
+    /// caller truncates again if it is refused).
+    fn validate(
+        &self,
+        index: usize,
+        fields: &mut Fields,
+        out: &mut Readings,
+    ) -> Result<(), Rejection> {
         let reject = |field: Option<&str>, reason: String| Rejection {
             index,
             field: field.map(str::to_string),
@@ -429,7 +670,7 @@ impl<'s> RecordParser<'s> {
             {
                 s
             }
-            Some(Raw::Integer(n)) => n.to_string(),
+            Some(Raw::Integer(n)) => Cow::Owned(n.to_string()),
             Some(Raw::Text(_)) => {
                 return Err(reject(
                     Some(ENTITY_KEY),
@@ -458,7 +699,6 @@ impl<'s> RecordParser<'s> {
                 format!("ts {} is too far in the future", format_time(ts)),
             ));
         }
-        let mut features = Vec::with_capacity(self.schema.features.len());
         if !self.labels_only {
             for (raw, column) in fields.features.iter_mut().zip(&self.schema.features) {
                 let value = convert(raw.take(), column.kind)
@@ -472,33 +712,29 @@ impl<'s> RecordParser<'s> {
                         ),
                     ));
                 }
-                features.push(value);
+                out.features.push(value);
             }
         }
         let has_labels = fields
             .labels
             .iter()
             .any(|l| l.as_ref().is_some_and(|r| !matches!(r, Raw::Null)));
-        let labels = if has_labels {
-            let mut labels = Vec::with_capacity(self.schema.labels.len());
+        if has_labels {
             for (raw, column) in fields.labels.iter_mut().zip(&self.schema.labels) {
-                labels.push(
+                out.labels.push(
                     convert(raw.take(), column.kind)
                         .map_err(|reason| reject(Some(&column.name), reason))?,
                 );
             }
-            Some(labels)
         } else if self.labels_only {
             return Err(reject(None, "the record carries no label value".into()));
         } else {
-            None
-        };
-        Ok(Reading {
-            machine_id,
-            ts,
-            features,
-            labels,
-        })
+            out.labels
+                .extend((0..self.schema.labels.len()).map(|_| Value::Missing));
+        }
+        out.labelled.push(has_labels);
+        out.push_key(&machine_id, ts);
+        Ok(())
     }
 }
 
@@ -582,15 +818,15 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string, a number without exponent, `true`, `false` or `null`: as serde reads them.
-    fn plain_value(&mut self) -> Option<Raw> {
-        let literal = |at: &mut Self, literal: &[u8], raw: Raw| {
+    fn plain_value(&mut self) -> Option<Raw<'a>> {
+        let literal = |at: &mut Self, literal: &[u8], raw: Raw<'a>| {
             at.bytes[at.at..].starts_with(literal).then(|| {
                 at.at += literal.len();
                 raw
             })
         };
         match self.bytes.get(self.at)? {
-            b'"' => return self.plain_string().map(|s| Raw::Text(s.to_string())),
+            b'"' => return self.plain_string().map(|s| Raw::Text(Cow::Borrowed(s))),
             b't' => return literal(self, b"true", Raw::Bool),
             b'f' => return literal(self, b"false", Raw::Bool),
             b'n' => return literal(self, b"null", Raw::Null),
@@ -649,7 +885,9 @@ fn convert(raw: Option<Raw>, kind: ColumnKind) -> Result<Value, String> {
             "expected a number, got the string {:?}",
             s.chars().take(40).collect::<String>()
         )),
-        (Some(Raw::Text(s)), ColumnKind::Categorical) if s.len() <= MAX_TEXT => Ok(Value::Text(s)),
+        (Some(Raw::Text(s)), ColumnKind::Categorical) if s.len() <= MAX_TEXT => {
+            Ok(Value::Text(s.into_owned()))
+        }
         (Some(Raw::Text(_)), ColumnKind::Categorical) => {
             Err(format!("categories are at most {MAX_TEXT} bytes"))
         }
@@ -813,7 +1051,12 @@ mod tests {
     /// What serde's path alone makes of a record (the reference for the scanner).
     fn through_serde(parser: &RecordParser, json: &str) -> Result<Reading, Rejection> {
         match parser.deserialize(json) {
-            Ok(mut fields) => parser.validate(0, &mut fields),
+            Ok(mut fields) => {
+                let mut one = parser.readings(1);
+                parser
+                    .validate(0, &mut fields, &mut one)
+                    .map(|()| one.get(0).to_owned())
+            }
             Err(e) => Err(Rejection {
                 index: 0,
                 field: None,
@@ -1025,12 +1268,16 @@ mod tests {
         // Parsed as a batch (one set of slots reused from record to record), each record gives
         // what it gives alone.
         let parts: Vec<(usize, &str)> = records.iter().map(String::as_str).enumerate().collect();
-        let (raws, readings, rejected) = parser.parse_all(&parts);
-        let (mut readings, mut rejected, mut raws) =
-            (readings.into_iter(), rejected.into_iter(), raws.into_iter());
-        for (i, json) in parts {
+        let parsed = parser.parse_all(&parts);
+        let (rejected_all, raws_all) = (parsed.rejected.clone(), parsed.raws.clone());
+        let mut readings = parsed.positions.iter().copied().zip(parsed.readings.iter());
+        let (mut rejected, mut raws) = (
+            rejected_all.clone().into_iter(),
+            raws_all.clone().into_iter(),
+        );
+        for &(i, json) in &parts {
             match parser.parse(i, json) {
-                Ok(reading) => assert_eq!(readings.next(), Some((i, reading))),
+                Ok(reading) => assert_eq!(readings.next(), Some((i, reading.as_ref()))),
                 Err(refusal) => {
                     assert_eq!(rejected.next(), Some(refusal));
                     assert_eq!(raws.next().as_deref(), Some(json));
@@ -1038,11 +1285,90 @@ mod tests {
             }
         }
         assert_eq!((readings.len(), rejected.len(), raws.len()), (0, 0, 0));
+        // Parsed in two parts (as large batches are, on two threads) and appended, the records
+        // give what they give parsed at once.
+        for cut in [0, 1, 777, parts.len() / 2, parts.len() - 1, parts.len()] {
+            let mut halves = parser.parse_all(&parts[..cut]);
+            halves.append(parser.parse_all(&parts[cut..]));
+            assert_eq!(halves.positions, parsed.positions, "cut at {cut}");
+            assert_eq!(halves.readings, parsed.readings, "cut at {cut}");
+            assert_eq!(halves.rejected, rejected_all, "cut at {cut}");
+            assert_eq!(halves.raws, raws_all, "cut at {cut}");
+        }
         // Both paths are exercised.
         assert!(
             scanned * 10 > total && (total - scanned) * 10 > total,
             "{scanned} of {total} scanned"
         );
+    }
+
+    #[test]
+    fn a_batch_keeps_each_readings_key_values_and_labels() {
+        let reading = |m: &str, ts: i64, x: f64, label: Option<f64>| Reading {
+            machine_id: m.into(),
+            ts,
+            features: vec![
+                Value::Number(x),
+                Value::Text(format!("t{ts}")),
+                Value::Missing,
+            ],
+            labels: label.map(|y| vec![Value::Number(y)]),
+        };
+        let all = [
+            reading("m-ü", 3, 1.5, None),
+            reading("", 1, -2.0, Some(1.0)),
+            reading("machine 7", 2, 0.0, Some(0.0)),
+            reading("m-ü", 9, 4.0, None),
+        ];
+        let batch = Readings::from_iter(all.clone());
+        assert_eq!(batch.len(), 4);
+        assert!(batch.any_labelled());
+        assert_eq!(batch.times(), [3, 1, 2, 9]);
+        let back: Vec<Reading> = batch.iter().map(|r| r.to_owned()).collect();
+        assert_eq!(back, all);
+        // A selection copies the readings asked for, in the order asked.
+        let picked = batch.select([3, 1].into_iter());
+        assert_eq!(
+            picked.iter().map(|r| r.to_owned()).collect::<Vec<_>>(),
+            [all[3].clone(), all[1].clone()]
+        );
+        assert!(!batch.select([0, 3].into_iter()).any_labelled());
+        assert!(Readings::new(3, 1).is_empty());
+    }
+
+    #[test]
+    fn a_record_refused_midway_leaves_nothing_in_the_batch() {
+        let mut s = schema();
+        s.labels.push(Column {
+            name: "rul".into(),
+            kind: ColumnKind::Numeric,
+            nullable: true,
+        });
+        let parser = RecordParser::new(&s, FUTURE, false);
+        let records = [
+            r#"{"machine_id":"a","ts":1,"temp":1.5,"Type":"L","failure":1}"#,
+            // Refused at its second feature, and at its second label: values were taken before.
+            r#"{"machine_id":"b","ts":2,"temp":2.5,"Type":2.5}"#,
+            r#"{"machine_id":"c","ts":3,"temp":3.5,"Type":"M","wear":4,"failure":0,"rul":"x"}"#,
+            r#"{"machine_id":"d","ts":4,"temp":4.5,"Type":"H","wear":5}"#,
+        ];
+        let parts: Vec<(usize, &str)> = records.into_iter().enumerate().collect();
+        let parsed = parser.parse_all(&parts);
+        assert_eq!(parsed.positions, [0, 3]);
+        assert_eq!(
+            parsed
+                .rejected
+                .iter()
+                .map(|r| r.field.as_deref())
+                .collect::<Vec<_>>(),
+            [Some("Type"), Some("rul")]
+        );
+        let want: Readings = [records[0], records[3]]
+            .map(|json| parser.parse(0, json).unwrap())
+            .into_iter()
+            .collect();
+        assert_eq!(parsed.readings, want);
+        assert_eq!(parsed.readings.get(1).features[0], Value::Number(4.5));
     }
 
     #[test]

@@ -173,7 +173,7 @@ macro_rules! assert_err {
 /// Version 1 of model `press` as champion, scoring each reading `score` of its first feature
 /// (NaN when that is not a number): the block a `score` closure of a scored ingest returns.
 pub fn first_feature_block(
-    fresh: std::sync::Arc<[refit_registry::datasets::Reading]>,
+    fresh: std::sync::Arc<refit_registry::datasets::Readings>,
     score: impl Fn(f64) -> f64,
 ) -> refit_registry::scores::ScoreBlock {
     use refit_registry::datasets::Value;
