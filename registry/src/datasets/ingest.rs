@@ -96,7 +96,8 @@ async fn parse_batch(
             let (first, second) = parts.split_at(parts.len() / 2);
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| parser.parse_all(second));
-                let mut parsed = parser.parse_all(first);
+                // The first half's batch has room for the second's readings.
+                let mut parsed = parser.parse_leaving_room(first, second.len());
                 parsed.append(other.join().expect("the parser thread does not panic"));
                 parsed
             })

@@ -127,6 +127,7 @@ impl Readings {
     }
 
     /// How many readings there are.
+    #[inline]
     pub fn len(&self) -> usize {
         self.ts.len()
     }
@@ -140,6 +141,7 @@ impl Readings {
     ///
     /// # Panics
     /// If `i` is out of bounds.
+    #[inline]
     pub fn get(&self, i: usize) -> ReadingRef<'_> {
         let start = if i == 0 { 0 } else { self.id_ends[i - 1] };
         ReadingRef {
@@ -152,6 +154,7 @@ impl Readings {
     }
 
     /// The readings in order.
+    #[inline]
     pub fn iter(&self) -> impl ExactSizeIterator<Item = ReadingRef<'_>> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
@@ -593,9 +596,14 @@ impl<'s> RecordParser<'s> {
     /// each refused record (for its dead letter), the valid readings with their positions, and
     /// the refusals.
     pub fn parse_all(&self, parts: &[(usize, &str)]) -> ParsedRecords {
+        self.parse_leaving_room(parts, 0)
+    }
+
+    /// [`RecordParser::parse_all`], with room for `more` readings to be appended.
+    pub fn parse_leaving_room(&self, parts: &[(usize, &str)], more: usize) -> ParsedRecords {
         let mut parsed = ParsedRecords {
-            positions: Vec::with_capacity(parts.len()),
-            readings: self.readings(parts.len()),
+            positions: Vec::with_capacity(parts.len() + more),
+            readings: self.readings(parts.len() + more),
             ..ParsedRecords::default()
         };
         // One set of slots serves every record.
@@ -769,10 +777,12 @@ impl<'a> Scanner<'a> {
     /// Whether `name`, quoted, comes next (`name` being [`is_plain`]); steps over it if so.
     fn quoted(&mut self, name: &str) -> bool {
         let (at, n) = (self.at, name.len());
-        let found = self
-            .bytes
-            .get(at..at + n + 2)
-            .is_some_and(|b| b[0] == b'"' && b[n + 1] == b'"' && &b[1..n + 1] == name.as_bytes());
+        // Compared a byte at a time: names are short, and a call to `memcmp` cost more.
+        let found = self.bytes.get(at..at + n + 2).is_some_and(|b| {
+            b[0] == b'"'
+                && b[n + 1] == b'"'
+                && b[1..n + 1].iter().zip(name.as_bytes()).all(|(x, y)| x == y)
+        });
         if found {
             self.at = at + n + 2;
         }
