@@ -115,6 +115,7 @@ impl Readings {
 
     fn with_capacity(width: usize, label_width: usize, n: usize) -> Readings {
         Readings {
+            // Machine ids are mostly short; a longer one grows the string as usual.
             ids: String::with_capacity(n * 8),
             id_ends: Vec::with_capacity(n),
             ts: Vec::with_capacity(n),
@@ -133,6 +134,7 @@ impl Readings {
     }
 
     /// Whether there are none.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.ts.is_empty()
     }
@@ -297,8 +299,8 @@ pub struct RecordParser<'s> {
 }
 
 /// A JSON value of any type, classified while parsing so that a wrong type is reported per field
-/// instead of failing the whole request.
-/// Strings borrow from the record's text where they can (no escapes to undo).
+/// instead of failing the whole request. Strings borrow from the record's text where they can
+/// (when they have no escapes to undo).
 #[derive(Debug)]
 enum Raw<'a> {
     Null,
@@ -600,7 +602,7 @@ impl<'s> RecordParser<'s> {
     }
 
     /// [`RecordParser::parse_all`], with room for `more` readings to be appended.
-    pub fn parse_leaving_room(&self, parts: &[(usize, &str)], more: usize) -> ParsedRecords {
+    pub(crate) fn parse_leaving_room(&self, parts: &[(usize, &str)], more: usize) -> ParsedRecords {
         let mut parsed = ParsedRecords {
             positions: Vec::with_capacity(parts.len() + more),
             readings: self.readings(parts.len() + more),
