@@ -9,7 +9,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::history::{self, KeyedRow};
-use super::record::{self, ReadingRef, Readings, RecordParser, Rejection, Value};
+use super::record::{self, ParsedRecords, ReadingRef, Readings, RecordParser, Rejection, Value};
 use super::schema::{ENTITY_KEY, Schema, TIME_KEY};
 use super::{Dataset, load_dataset};
 use crate::audit::{self, Actor};
@@ -41,14 +41,8 @@ pub struct IngestReport {
     pub rejected: Vec<Rejection>,
 }
 
-/// A request's records, parsed: the raw text of refused records, the refusals, and the valid
-/// readings with their positions in the request.
-struct Records {
-    raws: Vec<String>,
-    positions: Vec<usize>,
-    readings: Arc<Readings>,
-    rejected: Vec<Rejection>,
-}
+/// A request's records, parsed, with the valid readings shared with the scorer.
+type Records = ParsedRecords<Arc<Readings>>;
 
 /// A parsed batch and what was prepared from its readings for scoring.
 struct Parsed<Pre> {
@@ -102,13 +96,7 @@ async fn parse_batch(
                 parsed
             })
         };
-        let records = Records {
-            raws: parsed.raws,
-            positions: parsed.positions,
-            readings: Arc::new(parsed.readings),
-            rejected: parsed.rejected,
-        };
-        Ok((span, records))
+        Ok((span, parsed.shared()))
     })
     .await
     .map_err(|e| Error::Integrity(format!("record parser failed: {e}")))?

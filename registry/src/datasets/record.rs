@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -246,20 +247,31 @@ pub struct Rejection {
 }
 
 /// Parsed records: the raw text of each refused record (for its dead letter), the valid readings
-/// with their positions in the request, and the refusals.
+/// with their positions in the request, and the refusals. The readings are `R`: owned while
+/// parsing, shared ([`ParsedRecords::shared`]) once the batch is handed on.
 #[derive(Debug, Default)]
-pub struct ParsedRecords {
+pub struct ParsedRecords<R = Readings> {
     /// The raw text of each refused record, in the order of `rejected`.
     pub raws: Vec<String>,
     /// Each valid reading's position in the request.
     pub positions: Vec<usize>,
     /// The valid readings.
-    pub readings: Readings,
+    pub readings: R,
     /// Why each refused record was refused.
     pub rejected: Vec<Rejection>,
 }
 
 impl ParsedRecords {
+    /// The same records, with the readings behind an `Arc` to be shared.
+    pub fn shared(self) -> ParsedRecords<Arc<Readings>> {
+        ParsedRecords {
+            raws: self.raws,
+            positions: self.positions,
+            readings: Arc::new(self.readings),
+            rejected: self.rejected,
+        }
+    }
+
     /// Moves the records parsed from a later part of the same request after these.
     pub fn append(&mut self, other: ParsedRecords) {
         self.raws.extend(other.raws);
