@@ -1,6 +1,7 @@
 //! Machine-data datasets: named streams of readings with a versioned schema, their stored history
 //! (idempotent on machine and time), late labels, rejected records, snapshots and retention.
 
+mod decimal;
 pub(crate) mod history;
 mod ingest;
 pub mod record;

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::decimal;
 use super::schema::{ColumnKind, ENTITY_KEY, Schema, TIME_KEY};
 
 /// A value of one column.
@@ -857,7 +858,8 @@ impl<'a> Scanner<'a> {
             _ => {}
         }
         let start = self.at;
-        let _ = self.eat(b'-');
+        let negative = self.eat(b'-').is_some();
+        let digits_start = self.at;
         let integer = self.digits();
         // JSON allows no leading zeros.
         if integer == 0 || (integer > 1 && self.bytes[self.at - integer] == b'0') {
@@ -870,18 +872,20 @@ impl<'a> Scanner<'a> {
         if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
             return None;
         }
-        let number = &self.text[start..self.at];
+        let digits = &self.bytes[digits_start..self.at];
         if fraction > 0 {
-            // Correctly rounded, as serde_json's `float_roundtrip` parsing is.
-            number.parse().ok().map(Raw::Number)
-        } else if integer <= 18 {
+            // Correctly rounded, as serde_json's `float_roundtrip` parsing is; from the digits
+            // found above when there are not too many of them.
+            let (whole, part) = (&digits[..integer], &digits[integer + 1..]);
+            decimal::fraction(negative, whole, part)
+                .or_else(|| self.text[start..self.at].parse().ok())
+                .map(Raw::Number)
+        } else {
             // serde_json reads `-0` as the float -0.0, keeping its sign.
-            match number.parse().ok()? {
-                0 if number.starts_with('-') => Some(Raw::Number(-0.0)),
+            match decimal::integer(negative, digits)? {
+                0 if negative => Some(Raw::Number(-0.0)),
                 n => Some(Raw::Integer(n)),
             }
-        } else {
-            None
         }
     }
 }
