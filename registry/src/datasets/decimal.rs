@@ -1,25 +1,29 @@
-//! Decimal numbers as records write them (`-12.375`, `1718000000000`), converted from the digits
-//! the record scanner has already found, instead of scanning them again in `str::parse`.
+//! Decimal numbers as records write them (`-12.375`, `1718000000000`): their digits found and
+//! valued in one pass, eight at a time, then converted without scanning them again as
+//! `str::parse` would.
 //!
 //! Integers of up to 18 digits are exact. A number with a fraction becomes the nearest `f64`
-//! (ties to even), exactly as `str::parse` would make it: by one correctly rounded division
-//! when both the digits and the power of ten are exact in an `f64` (Clinger's fast path), and
-//! otherwise by the Eisel–Lemire algorithm (Lemire, "Number parsing at a gigabyte per second",
-//! 2021), which for these exponents never needs its slow fallback. Numbers outside what this
-//! handles (more than 19 significant digits, more than 22 fraction digits) are left to
-//! `str::parse`: [`fraction`] returns `None`.
+//! (ties to even), exactly as `str::parse` makes it, by the Eisel–Lemire algorithm (Lemire,
+//! "Number parsing at a gigabyte per second", 2021), which for these exponents never needs its
+//! slow fallback. Numbers with more than 19 significant digits or more than 22 fraction digits
+//! are left to `str::parse`: [`fraction`] returns `None`.
 
-/// Most fraction digits handled here: 10^22 is the largest power of ten exact in an `f64`, and
-/// for 5^-q with q ≥ -22 Eisel–Lemire is always exact enough.
+/// Most fraction digits handled here: for 5^-q with q ≥ -22 (and beyond, to -27) Eisel–Lemire's
+/// 128-bit product always decides the rounding.
 const MAX_FRACTION: usize = 22;
 /// Most significant digits handled here: 10^19 - 1 < 2^64.
 const MAX_DIGITS: usize = 19;
 
-/// 10^0 ..= 10^22, each exact in an `f64`.
-const POWERS_OF_TEN: [f64; MAX_FRACTION + 1] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-];
+/// 10^0 ..= 10^19.
+const POWERS_OF_TEN: [u64; MAX_DIGITS + 1] = {
+    let mut powers = [1u64; MAX_DIGITS + 1];
+    let mut i = 1;
+    while i <= MAX_DIGITS {
+        powers[i] = powers[i - 1] * 10;
+        i += 1;
+    }
+    powers
+};
 
 /// For f in 1 ..= 22, the 128 leading bits of 5^-f, rounded up (the high word first): the
 /// table Eisel–Lemire uses for negative exponents. Entry 0 is unused.
@@ -53,24 +57,52 @@ const fn reciprocals() -> [(u64, u64); MAX_FRACTION + 1] {
     table
 }
 
-/// The value of ASCII digits, as an integer. At most [`MAX_DIGITS`] digits in all, or it wraps.
+/// A run of ASCII digits: how many, and their value (which wraps past 19 digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Digits {
+    pub len: usize,
+    pub value: u64,
+}
+
+/// '0' in every byte.
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// The digits in `bytes` from `start` on.
 #[inline]
-fn accumulate(mut value: u64, digits: &[u8]) -> u64 {
-    let mut chunks = digits.chunks_exact(8);
-    for chunk in &mut chunks {
-        let eight = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        value = value.wrapping_mul(100_000_000).wrapping_add(eight_digits(eight));
+pub(crate) fn digits(bytes: &[u8], start: usize) -> Digits {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    let mut at = start;
+    let mut value = 0u64;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A byte is a digit if its high nibble is 3 and adding 6 keeps it so; each byte of
+        // `other` is non-zero if it is not. (Adding 6 to a byte from 0xFA carries into the next;
+        // the first non-digit is still flagged, as no digit before it carries.)
+        let other = ((x & HIGH) ^ ZEROS) | ((x.wrapping_add(0x0606_0606_0606_0606) & HIGH) ^ ZEROS);
+        if other == 0 {
+            value = value.wrapping_mul(100_000_000).wrapping_add(eight_digits(x));
+            at += 8;
+            continue;
+        }
+        // The n digits leading the chunk (0 to 7), moved to its end behind '0's: valued as
+        // eight digits without a branch on n.
+        let n = (other.trailing_zeros() / 8) as usize;
+        let last = ((u128::from(x) << (8 * (8 - n))) as u64) | (ZEROS >> (8 * n));
+        value = value.wrapping_mul(POWERS_OF_TEN[n]).wrapping_add(eight_digits(last));
+        return Digits { len: at + n - start, value };
     }
-    for &d in chunks.remainder() {
-        value = value.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+    // Fewer than eight bytes left.
+    while let Some(&b) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
+        value = value.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        at += 1;
     }
-    value
+    Digits { len: at - start, value }
 }
 
 /// Eight ASCII digits (the first in the lowest byte) as a number: pairs, then fours, then eight.
 #[inline]
 fn eight_digits(bytes: u64) -> u64 {
-    let v = bytes - 0x3030_3030_3030_3030;
+    let v = bytes - ZEROS;
     let v = (v * 10 + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
     let v = (v * 100 + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
     (v * 10_000 + (v >> 32)) & 0xFFFF_FFFF
@@ -78,31 +110,24 @@ fn eight_digits(bytes: u64) -> u64 {
 
 /// An integer of at most 18 digits (so that it fits an `i64`), or `None`.
 #[inline]
-pub(crate) fn integer(negative: bool, digits: &[u8]) -> Option<i64> {
-    if digits.len() > 18 {
+pub(crate) fn integer(negative: bool, whole: Digits) -> Option<i64> {
+    if whole.len > 18 {
         return None;
     }
-    let magnitude = accumulate(0, digits) as i64;
+    let magnitude = whole.value as i64;
     Some(if negative { -magnitude } else { magnitude })
 }
 
-/// `integer.fraction` (ASCII digits, the fraction not empty) as the nearest `f64`, or `None` if it
-/// has more digits than are handled here.
+/// `whole.part` (the part not empty) as the nearest `f64`, or `None` if it has more digits than
+/// are handled here.
 #[inline]
-pub(crate) fn fraction(negative: bool, integer: &[u8], fraction: &[u8]) -> Option<f64> {
-    let f = fraction.len();
-    if f > MAX_FRACTION || integer.len() + f > MAX_DIGITS {
+pub(crate) fn fraction(negative: bool, whole: Digits, part: Digits) -> Option<f64> {
+    let f = part.len;
+    if f > MAX_FRACTION || whole.len + f > MAX_DIGITS {
         return None;
     }
-    let w = accumulate(accumulate(0, integer), fraction);
-    let magnitude = if w == 0 {
-        0.0
-    } else if w <= 1 << 53 {
-        // Both exact: one division, correctly rounded.
-        w as f64 / POWERS_OF_TEN[f]
-    } else {
-        eisel_lemire(w, f)
-    };
+    let w = whole.value * POWERS_OF_TEN[f] + part.value;
+    let magnitude = if w == 0 { 0.0 } else { eisel_lemire(w, f) };
     Some(if negative { -magnitude } else { magnitude })
 }
 
@@ -172,14 +197,18 @@ mod tests {
         }
     }
 
-    /// Converts a plain decimal (`-12.5`, no exponent) the way the scanner hands it over.
+    /// Converts a plain decimal (`-12.5`, no exponent) the way the scanner does, followed by
+    /// the rest of a record.
     fn convert(text: &str) -> Option<f64> {
-        let (negative, digits) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (integer, fraction) = digits.split_once('.').expect("a fraction");
-        super::fraction(negative, integer.as_bytes(), fraction.as_bytes())
+        let record = format!("{text},\"f1\":2}}");
+        let bytes = record.as_bytes();
+        let negative = text.starts_with('-');
+        let whole = digits(bytes, usize::from(negative));
+        let point = usize::from(negative) + whole.len;
+        assert_eq!(bytes[point], b'.', "{text}");
+        let part = digits(bytes, point + 1);
+        assert_eq!(point + 1 + part.len, text.len(), "{text}");
+        super::fraction(negative, whole, part)
     }
 
     /// Checks `text` converts to exactly what `str::parse` makes of it (or is left to it).
@@ -212,14 +241,33 @@ mod tests {
     }
 
     #[test]
-    fn digits_are_read_eight_at_a_time_and_one_at_a_time_alike() {
-        assert_eq!(accumulate(0, b"12345678"), 12_345_678);
-        assert_eq!(accumulate(0, b"00000001"), 1);
-        assert_eq!(accumulate(0, b"9999999999999999999"), 9_999_999_999_999_999_999);
-        assert_eq!(accumulate(7, b"0123456789"), 70_123_456_789);
-        assert_eq!(integer(true, b"1718000000000"), Some(-1_718_000_000_000));
-        assert_eq!(integer(false, b"999999999999999999"), Some(999_999_999_999_999_999));
-        assert_eq!(integer(false, b"1000000000000000000"), None);
+    fn digit_runs_of_every_length_are_found_and_valued() {
+        // Runs of 0 to 25 digits, followed by each kind of byte that can end a number, at every
+        // offset from the end of the text (the last bytes are read one at a time).
+        let mut rng = Rng(5);
+        for len in 0..=25 {
+            let run: String = (0..len).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
+            let expected = run.bytes().fold(0u64, |v, d| {
+                v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+            });
+            for end in ["", ",", "}", ".", "e", " ", "/", ":", "\"", "é"] {
+                for tail in 0..10 {
+                    let text = format!("x{run}{end}{}", "a".repeat(tail));
+                    let found = digits(text.as_bytes(), 1);
+                    assert_eq!(found, Digits { len, value: expected }, "{text:?}");
+                }
+            }
+        }
+        assert_eq!(digits(b"99999999999999999999", 0).len, 20);
+        assert_eq!(
+            integer(true, digits(b"1718000000000,", 0)),
+            Some(-1_718_000_000_000)
+        );
+        assert_eq!(
+            integer(false, digits(b"999999999999999999", 0)),
+            Some(999_999_999_999_999_999)
+        );
+        assert_eq!(integer(false, digits(b"1000000000000000000", 0)), None);
     }
 
     #[test]

@@ -820,26 +820,10 @@ impl<'a> Scanner<'a> {
         Some(&self.text[start..at])
     }
 
-    fn digits(&mut self) -> usize {
-        let start = self.at;
-        let mut at = start;
-        // Eight bytes at a time while all eight are digits (the usual numbers have 15-17): a
-        // byte is a digit if its high nibble is 3 and adding 6 keeps it so.
-        const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-        while let Some(chunk) = self.bytes.get(at..at + 8) {
-            let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            if (x & HIGH) | ((x.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4)
-                != 0x3333_3333_3333_3333
-            {
-                break;
-            }
-            at += 8;
-        }
-        while self.bytes.get(at).is_some_and(u8::is_ascii_digit) {
-            at += 1;
-        }
-        self.at = at;
-        at - start
+    fn digits(&mut self) -> decimal::Digits {
+        let found = decimal::digits(self.bytes, self.at);
+        self.at += found.len;
+        found
     }
 
     /// A string, a number without exponent, `true`, `false` or `null`: as serde reads them.
@@ -859,30 +843,27 @@ impl<'a> Scanner<'a> {
         }
         let start = self.at;
         let negative = self.eat(b'-').is_some();
-        let digits_start = self.at;
-        let integer = self.digits();
+        let whole = self.digits();
         // JSON allows no leading zeros.
-        if integer == 0 || (integer > 1 && self.bytes[self.at - integer] == b'0') {
+        if whole.len == 0 || (whole.len > 1 && self.bytes[self.at - whole.len] == b'0') {
             return None;
         }
-        let fraction = match self.eat(b'.') {
-            Some(()) => Some(self.digits()).filter(|&d| d > 0)?,
-            None => 0,
+        let part = match self.eat(b'.') {
+            Some(()) => Some(self.digits()).filter(|d| d.len > 0)?,
+            None => decimal::Digits { len: 0, value: 0 },
         };
         if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
             return None;
         }
-        let digits = &self.bytes[digits_start..self.at];
-        if fraction > 0 {
+        if part.len > 0 {
             // Correctly rounded, as serde_json's `float_roundtrip` parsing is; from the digits
-            // found above when there are not too many of them.
-            let (whole, part) = (&digits[..integer], &digits[integer + 1..]);
+            // as found when there are not too many of them.
             decimal::fraction(negative, whole, part)
                 .or_else(|| self.text[start..self.at].parse().ok())
                 .map(Raw::Number)
         } else {
             // serde_json reads `-0` as the float -0.0, keeping its sign.
-            match decimal::integer(negative, digits)? {
+            match decimal::integer(negative, whole)? {
                 0 if negative => Some(Raw::Number(-0.0)),
                 n => Some(Raw::Integer(n)),
             }
@@ -1150,7 +1131,11 @@ mod tests {
                         .bytes()
                         .take_while(u8::is_ascii_digit)
                         .count();
-                    assert_eq!(at.digits(), want, "{text:?}");
+                    let value = text[before.len()..][..want].bytes().fold(0u64, |v, d| {
+                        v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+                    });
+                    let found = at.digits();
+                    assert_eq!((found.len, found.value), (want, value), "{text:?}");
                     assert_eq!(at.at, before.len() + want, "{text:?}");
                 }
             }
