@@ -129,3 +129,64 @@ async fn no_preallocation_leaves_the_log_to_grow() {
     let _store = open(&db, 0).await;
     assert!(wal_len(&db) < 1 << 20, "log of {} bytes", wal_len(&db));
 }
+
+/// The background checkpointer copies committed pages into the database file: a copy of the
+/// file alone, without its log, soon holds every commit.
+#[tokio::test]
+async fn commits_reach_the_database_file_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("refit.db");
+    let store = open(&db, DEFAULT_WAL_PREALLOCATION).await;
+    let alice = Actor::new("alice");
+    let experiment = store
+        .create_experiment(&alice, "checkpointed", None, &[])
+        .await
+        .unwrap()
+        .experiment_id;
+    let run = store
+        .create_run(
+            &alice,
+            NewRun {
+                experiment_id: experiment,
+                ..NewRun::default()
+            },
+        )
+        .await
+        .unwrap();
+    for step in 0..50 {
+        let point = Metric {
+            key: "loss".into(),
+            value: f64::from(step),
+            timestamp: 1_700_000_000_000 + i64::from(step),
+            step: i64::from(step),
+        };
+        store
+            .log_batch(&alice, &run.info.run_id, &[point], &[], &[])
+            .await
+            .unwrap();
+    }
+    // Checkpoints run every second; a copy taken mid-checkpoint may not open, so look again.
+    let mut found = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let copy = tempfile::tempdir().unwrap();
+        let image = copy.path().join("refit.db");
+        std::fs::copy(&db, &image).unwrap();
+        let Ok(opened) = Store::connect(&StoreOptions {
+            wal_preallocation: 0,
+            ..StoreOptions::new(format!("sqlite://{}", image.display()))
+        })
+        .await
+        else {
+            continue;
+        };
+        found = opened
+            .metric_history(&run.info.run_id, "loss")
+            .await
+            .map_or(0, |h| h.len());
+        if found == 50 {
+            break;
+        }
+    }
+    assert_eq!(found, 50, "points in the database file without its log");
+}
