@@ -27,7 +27,10 @@ fn main() {
     };
     let bodies: Vec<String> = (0..20).map(|b| body(20_000 + b * RECORDS)).collect();
     let parser = RecordParser::new(&schema, i64::MAX, false);
-    let batches: Vec<_> = bodies.iter().map(|b| split_body(b, true).unwrap()).collect();
+    let batches: Vec<_> = bodies
+        .iter()
+        .map(|b| split_body(b, true).unwrap())
+        .collect();
     let (mut times, mut frees) = (Vec::new(), Vec::new());
     for parts in batches.iter().cycle().take(200) {
         let start = Instant::now();

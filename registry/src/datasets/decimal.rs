@@ -80,7 +80,9 @@ pub(crate) fn digits(bytes: &[u8], start: usize) -> Digits {
         // the first non-digit is still flagged, as no digit before it carries.)
         let other = ((x & HIGH) ^ ZEROS) | ((x.wrapping_add(0x0606_0606_0606_0606) & HIGH) ^ ZEROS);
         if other == 0 {
-            value = value.wrapping_mul(100_000_000).wrapping_add(eight_digits(x));
+            value = value
+                .wrapping_mul(100_000_000)
+                .wrapping_add(eight_digits(x));
             at += 8;
             continue;
         }
@@ -88,15 +90,23 @@ pub(crate) fn digits(bytes: &[u8], start: usize) -> Digits {
         // eight digits without a branch on n.
         let n = (other.trailing_zeros() / 8) as usize;
         let last = ((u128::from(x) << (8 * (8 - n))) as u64) | (ZEROS >> (8 * n));
-        value = value.wrapping_mul(POWERS_OF_TEN[n]).wrapping_add(eight_digits(last));
-        return Digits { len: at + n - start, value };
+        value = value
+            .wrapping_mul(POWERS_OF_TEN[n])
+            .wrapping_add(eight_digits(last));
+        return Digits {
+            len: at + n - start,
+            value,
+        };
     }
     // Fewer than eight bytes left.
     while let Some(&b) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
         value = value.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
         at += 1;
     }
-    Digits { len: at - start, value }
+    Digits {
+        len: at - start,
+        value,
+    }
 }
 
 /// Eight ASCII digits (the first in the lowest byte) as a number: pairs, then fours, then eight.
@@ -157,7 +167,8 @@ fn eisel_lemire(w: u64, f: usize) -> f64 {
     // floor(log2(10^q)) + 63, and the exponent's bias.
     let power = ((q * (152_170 + 65_536)) >> 16) + 63;
     let mut exponent = power + top - zeros + 1023;
-    // A tie between two floats, possible only where 5^-q is exact in 64 bits: round to even.
+    // Exactly halfway between two floats, which for q < 0 is possible only from q = -4 on
+    // (Lemire, §9.1): round to even.
     if lo <= 1 && q >= -4 && mantissa & 3 == 1 && (mantissa << shift) == hi {
         mantissa &= !1;
     }
@@ -216,7 +227,11 @@ mod tests {
         let expected: f64 = text.parse().unwrap();
         match convert(text) {
             Some(x) => {
-                assert_eq!(x.to_bits(), expected.to_bits(), "{text}: {x:e} vs {expected:e}");
+                assert_eq!(
+                    x.to_bits(),
+                    expected.to_bits(),
+                    "{text}: {x:e} vs {expected:e}"
+                );
                 true
             }
             None => false,
@@ -246,7 +261,9 @@ mod tests {
         // offset from the end of the text (the last bytes are read one at a time).
         let mut rng = Rng(5);
         for len in 0..=25 {
-            let run: String = (0..len).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
+            let run: String = (0..len)
+                .map(|_| char::from(b'0' + rng.below(10) as u8))
+                .collect();
             let expected = run.bytes().fold(0u64, |v, d| {
                 v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
             });
@@ -254,7 +271,14 @@ mod tests {
                 for tail in 0..10 {
                     let text = format!("x{run}{end}{}", "a".repeat(tail));
                     let found = digits(text.as_bytes(), 1);
-                    assert_eq!(found, Digits { len, value: expected }, "{text:?}");
+                    assert_eq!(
+                        found,
+                        Digits {
+                            len,
+                            value: expected
+                        },
+                        "{text:?}"
+                    );
                 }
             }
         }
@@ -288,7 +312,10 @@ mod tests {
             handled += usize::from(check(&short));
         }
         // Those left to std: the smallest, whose leading fraction zeros count as digits.
-        assert!(handled > 600_000, "most are handled here: {handled} of 800,000");
+        assert!(
+            handled > 600_000,
+            "most are handled here: {handled} of 800,000"
+        );
     }
 
     #[test]
@@ -298,7 +325,8 @@ mod tests {
         for _ in 0..400_000 {
             let fraction_len = rng.between(1, MAX_FRACTION as u64 + 1) as usize;
             // Up to one digit more than handled here, to see those left to std.
-            let integer_len = rng.between(1, (MAX_DIGITS + 2 - fraction_len.min(MAX_DIGITS)) as u64);
+            let integer_len =
+                rng.between(1, (MAX_DIGITS + 2 - fraction_len.min(MAX_DIGITS)) as u64);
             let mut text = String::new();
             if rng.below(2) == 0 {
                 text.push('-');
