@@ -79,6 +79,7 @@ impl From<RegistryError> for ServeError {
 
 /// What one (model, alias) currently resolves to.
 struct Slot {
+    /// `None`: the model has no version with that alias.
     served: Option<Arc<Served>>,
     /// The store's alias-change count when this was resolved.
     epoch: u64,
@@ -114,26 +115,37 @@ impl ModelServer {
     /// The model `alias` of `model` points at, loaded.
     pub async fn resolve(&self, model: &str, alias: &str) -> Result<Arc<Served>, ServeError> {
         let key = (model.to_string(), alias.to_string());
-        if let Some(served) = self.fresh(&key) {
-            return Ok(served);
+        let absent = || {
+            ServeError::NotFound(format!(
+                "model '{model}' has no version with alias '{alias}'"
+            ))
+        };
+        if let Some(known) = self.fresh(&key) {
+            return known.ok_or_else(absent);
         }
         let _loading = self.loading.lock().await;
-        if let Some(served) = self.fresh(&key) {
-            return Ok(served);
+        if let Some(known) = self.fresh(&key) {
+            return known.ok_or_else(absent);
         }
         // Read the epoch before the alias: a change committed after this read bumps it again.
         let epoch = *self.changes.borrow();
-        let version = self
-            .store
-            .get_model_version_by_alias(model, alias)
-            .await
-            .map_err(|e| match e {
-                RegistryError::NotFound(_) => ServeError::NotFound(format!(
-                    "model '{model}' has no version with alias '{alias}'"
-                )),
-                other => other.into(),
-            })?
-            .version;
+        let version = match self.store.get_model_version_by_alias(model, alias).await {
+            Ok(found) => found.version,
+            // Known absent, as a found alias is known (each stream batch asks for the
+            // challenger, which is mostly not set).
+            Err(RegistryError::NotFound(_)) => {
+                self.slots.write().expect("slots lock").insert(
+                    key,
+                    Slot {
+                        served: None,
+                        epoch,
+                        resolved_at: Instant::now(),
+                    },
+                );
+                return Err(absent());
+            }
+            Err(other) => return Err(other.into()),
+        };
         let served = self.version_loaded(model, version).await?;
         self.slots.write().expect("slots lock").insert(
             key,
@@ -157,13 +169,13 @@ impl ModelServer {
         self.version_loaded(model, version).await
     }
 
-    /// The slot's model if nothing may have moved its alias since it was resolved.
-    fn fresh(&self, key: &(String, String)) -> Option<Arc<Served>> {
+    /// What the slot resolved to (a model, or `None` for no such alias) if nothing may have
+    /// moved its alias since; `None` if it must be resolved again.
+    fn fresh(&self, key: &(String, String)) -> Option<Option<Arc<Served>>> {
         let slots = self.slots.read().expect("slots lock");
         let slot = slots.get(key)?;
         (slot.epoch == *self.changes.borrow() && slot.resolved_at.elapsed() < REFRESH)
             .then(|| slot.served.clone())
-            .flatten()
     }
 
     async fn version_loaded(&self, model: &str, version: i64) -> Result<Arc<Served>, ServeError> {
