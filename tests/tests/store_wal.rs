@@ -15,6 +15,39 @@ fn wal_len(db: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// A run whose metric `loss` has `points` points (1 / (step + 1) at steps 0, 1, ...), logged
+/// one commit per point as a training loop logs them; returns its id.
+async fn run_with_points(store: &Store, actor: &Actor, points: i32) -> String {
+    let experiment = store
+        .create_experiment(actor, "wal", None, &[])
+        .await
+        .unwrap()
+        .experiment_id;
+    let run = store
+        .create_run(
+            actor,
+            NewRun {
+                experiment_id: experiment,
+                ..NewRun::default()
+            },
+        )
+        .await
+        .unwrap();
+    for step in 0..points {
+        let point = Metric {
+            key: "loss".into(),
+            value: 1.0 / f64::from(step + 1),
+            timestamp: 1_700_000_000_000 + i64::from(step),
+            step: i64::from(step),
+        };
+        store
+            .log_batch(actor, &run.info.run_id, &[point], &[], &[])
+            .await
+            .unwrap();
+    }
+    run.info.run_id
+}
+
 async fn open(db: &Path, wal_preallocation: u64) -> Store {
     let store = Store::connect(&StoreOptions {
         wal_preallocation,
@@ -39,34 +72,7 @@ async fn the_log_is_written_out_once_and_a_crash_image_recovers_every_commit() {
     const { assert!(DEFAULT_WAL_PREALLOCATION > 64 << 20) };
 
     let alice = Actor::new("alice");
-    let experiment = store
-        .create_experiment(&alice, "wal", None, &[])
-        .await
-        .unwrap()
-        .experiment_id;
-    let run = store
-        .create_run(
-            &alice,
-            NewRun {
-                experiment_id: experiment,
-                ..NewRun::default()
-            },
-        )
-        .await
-        .unwrap();
-    // One commit per point, as a training loop logs them.
-    for step in 0..300 {
-        let point = Metric {
-            key: "loss".into(),
-            value: 1.0 / f64::from(step + 1),
-            timestamp: 1_700_000_000_000 + i64::from(step),
-            step: i64::from(step),
-        };
-        store
-            .log_batch(&alice, &run.info.run_id, &[point], &[], &[])
-            .await
-            .unwrap();
-    }
+    let run = run_with_points(&store, &alice, 300).await;
     // The files as a crash would leave them: taken while the store is open, without a clean
     // close or a final checkpoint.
     let crashed = tempfile::tempdir().unwrap();
@@ -82,10 +88,7 @@ async fn the_log_is_written_out_once_and_a_crash_image_recovers_every_commit() {
     assert!(live_wal >= DEFAULT_WAL_PREALLOCATION);
 
     let recovered = open(&image, 0).await;
-    let history = recovered
-        .metric_history(&run.info.run_id, "loss")
-        .await
-        .unwrap();
+    let history = recovered.metric_history(&run, "loss").await.unwrap();
     assert_eq!(history.len(), 300);
     assert_eq!(
         history.iter().map(|m| m.step).collect::<Vec<_>>(),
@@ -96,7 +99,7 @@ async fn the_log_is_written_out_once_and_a_crash_image_recovers_every_commit() {
     recovered
         .log_batch(
             &alice,
-            &run.info.run_id,
+            &run,
             &[Metric {
                 key: "loss".into(),
                 value: 0.0,
@@ -113,11 +116,7 @@ async fn the_log_is_written_out_once_and_a_crash_image_recovers_every_commit() {
     let reopened = open(&db, DEFAULT_WAL_PREALLOCATION).await;
     assert_eq!(wal_len(&db), before.max(DEFAULT_WAL_PREALLOCATION));
     assert_eq!(
-        reopened
-            .metric_history(&run.info.run_id, "loss")
-            .await
-            .unwrap()
-            .len(),
+        reopened.metric_history(&run, "loss").await.unwrap().len(),
         300
     );
 }
@@ -137,34 +136,7 @@ async fn commits_reach_the_database_file_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("refit.db");
     let store = open(&db, DEFAULT_WAL_PREALLOCATION).await;
-    let alice = Actor::new("alice");
-    let experiment = store
-        .create_experiment(&alice, "checkpointed", None, &[])
-        .await
-        .unwrap()
-        .experiment_id;
-    let run = store
-        .create_run(
-            &alice,
-            NewRun {
-                experiment_id: experiment,
-                ..NewRun::default()
-            },
-        )
-        .await
-        .unwrap();
-    for step in 0..50 {
-        let point = Metric {
-            key: "loss".into(),
-            value: f64::from(step),
-            timestamp: 1_700_000_000_000 + i64::from(step),
-            step: i64::from(step),
-        };
-        store
-            .log_batch(&alice, &run.info.run_id, &[point], &[], &[])
-            .await
-            .unwrap();
-    }
+    let run = run_with_points(&store, &Actor::new("alice"), 50).await;
     // Checkpoints run every second; a copy taken mid-checkpoint may not open, so look again.
     let mut found = 0;
     for _ in 0..40 {
@@ -181,7 +153,7 @@ async fn commits_reach_the_database_file_in_the_background() {
             continue;
         };
         found = opened
-            .metric_history(&run.info.run_id, "loss")
+            .metric_history(&run, "loss")
             .await
             .map_or(0, |h| h.len());
         if found == 50 {
