@@ -267,7 +267,11 @@ mod tests {
             let expected = run.bytes().fold(0u64, |v, d| {
                 v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
             });
-            for end in ["", ",", "}", ".", "e", " ", "/", ":", "\"", "é"] {
+            // '/' and ':' are the bytes next to '0' and '9', 'é' and 'ÿ' take two bytes each, DEL
+            // is the last ASCII one.
+            for end in [
+                "", ",", "}", ".", "e", " ", "/", ":", "\"", "é", "ÿ", "\u{7f}",
+            ] {
                 for tail in 0..10 {
                     let text = format!("x{run}{end}{}", "a".repeat(tail));
                     let found = digits(text.as_bytes(), 1);

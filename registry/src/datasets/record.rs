@@ -1101,48 +1101,6 @@ mod tests {
     }
 
     #[test]
-    fn digits_are_counted_eight_at_a_time_as_one_at_a_time() {
-        // Around each run of digits, the bytes next to '0' and '9' and others; runs across the
-        // eight-byte steps and the end of the text.
-        for run in 0..26 {
-            for after in [
-                "",
-                "/",
-                ":",
-                ".",
-                "e",
-                " ",
-                "ÿ",
-                "\u{7f}",
-                "0a",
-                "12345678/9",
-            ] {
-                for before in ["", "-", "x"] {
-                    let digits: String = (0..run)
-                        .map(|i| char::from(b'0' + (i * 7 % 10) as u8))
-                        .collect();
-                    let text = format!("{before}{digits}{after}");
-                    let mut at = Scanner {
-                        text: &text,
-                        bytes: text.as_bytes(),
-                        at: before.len(),
-                    };
-                    let want = text[before.len()..]
-                        .bytes()
-                        .take_while(u8::is_ascii_digit)
-                        .count();
-                    let value = text[before.len()..][..want].bytes().fold(0u64, |v, d| {
-                        v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
-                    });
-                    let found = at.digits();
-                    assert_eq!((found.len, found.value), (want, value), "{text:?}");
-                    assert_eq!(at.at, before.len() + want, "{text:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
     fn column_names_that_json_escapes_are_read_escaped_only() {
         let s = Schema {
             features: ["q\"x", "b\\s", "t\tab", "plain"]
