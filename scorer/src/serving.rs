@@ -129,33 +129,22 @@ impl ModelServer {
         }
         // Read the epoch before the alias: a change committed after this read bumps it again.
         let epoch = *self.changes.borrow();
-        let version = match self.store.get_model_version_by_alias(model, alias).await {
-            Ok(found) => found.version,
-            // Known absent, as a found alias is known (each stream batch asks for the
-            // challenger, which is mostly not set).
-            Err(RegistryError::NotFound(_)) => {
-                self.slots.write().expect("slots lock").insert(
-                    key,
-                    Slot {
-                        served: None,
-                        epoch,
-                        resolved_at: Instant::now(),
-                    },
-                );
-                return Err(absent());
-            }
+        // An absent alias is remembered as a found one is: each stream batch asks for the
+        // challenger, which is mostly not set.
+        let served = match self.store.get_model_version_by_alias(model, alias).await {
+            Ok(found) => Some(self.version_loaded(model, found.version).await?),
+            Err(RegistryError::NotFound(_)) => None,
             Err(other) => return Err(other.into()),
         };
-        let served = self.version_loaded(model, version).await?;
         self.slots.write().expect("slots lock").insert(
             key,
             Slot {
-                served: Some(served.clone()),
+                served: served.clone(),
                 epoch,
                 resolved_at: Instant::now(),
             },
         );
-        Ok(served)
+        served.ok_or_else(absent)
     }
 
     /// ONNX Runtime, or why it is not available.
