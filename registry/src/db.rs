@@ -524,9 +524,13 @@ pub(crate) fn open_direct(url: &str) -> Result<rusqlite::Connection> {
         rusqlite::OpenFlags::default(),
         crate::wal_writes::NAME,
     )?;
+    // Statement journals in memory, as on the pooled connections: on disk, a multi-row insert
+    // in a larger transaction (a drift report's columns) spilled its journal to a temporary
+    // file, a quarter of the time spent storing drift reports.
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA cache_spill = OFF; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON;",
+         PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON; \
+         PRAGMA temp_store = MEMORY;",
     )?;
     conn.execute_batch(WAL_AUTOCHECKPOINT)?;
     let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
@@ -688,6 +692,15 @@ mod tests {
             WAL_AUTOCHECKPOINT,
             format!("PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         );
+    }
+
+    #[test]
+    fn the_direct_writer_keeps_its_temporary_files_in_memory() {
+        let conn = open_direct("sqlite::memory:").unwrap();
+        let temp_store: i64 = conn
+            .query_row("PRAGMA temp_store", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(temp_store, 2, "2 is MEMORY");
     }
 
     #[test]
