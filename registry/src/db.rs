@@ -696,10 +696,13 @@ mod tests {
 
     #[test]
     fn the_direct_writer_keeps_its_temporary_files_in_memory() {
-        let conn = open_direct("sqlite::memory:").unwrap();
+        let path = std::env::temp_dir().join(format!("refit-temp-store-{}.db", std::process::id()));
+        let conn = open_direct(&format!("sqlite://{}", path.display())).unwrap();
         let temp_store: i64 = conn
             .query_row("PRAGMA temp_store", [], |r| r.get(0))
             .unwrap();
+        drop(conn);
+        let _ = std::fs::remove_file(&path);
         assert_eq!(temp_store, 2, "2 is MEMORY");
     }
 
