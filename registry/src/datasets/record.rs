@@ -309,6 +309,9 @@ pub struct RecordParser<'s> {
     max_ts: i64,
     /// Whether labels must be present (the labels endpoint) or are optional (readings).
     labels_only: bool,
+    /// Whether records sent in the usual order can be read straight into readings (see
+    /// [`RecordParser::scan_usual`]): readings of numeric columns whose names are all plain.
+    usual: bool,
 }
 
 /// A JSON value of any type, classified while parsing so that a wrong type is reported per field
@@ -524,6 +527,64 @@ impl<'s> RecordParser<'s> {
         (at.at == at.bytes.len()).then_some(())
     }
 
+    /// Reads a valid reading sent the usual way — its fields in the schema's order (`machine_id`
+    /// as a string, `ts` as an integer, every feature, then every label or none), every value a
+    /// number, written as [`RecordParser::scan`] reads them — straight into `out`, without the
+    /// per-field slots, their checks and conversions. `None`, with `out` as it was, for any
+    /// other record: the general path reads, validates and reports it as before.
+    fn scan_usual(&self, json: &str, out: &mut Readings) -> Option<()> {
+        let (features, labels) = (out.features.len(), out.labels.len());
+        let read = self.scan_usual_into(json, out);
+        if read.is_none() {
+            out.features.truncate(features);
+            out.labels.truncate(labels);
+        }
+        read
+    }
+
+    fn scan_usual_into(&self, json: &str, out: &mut Readings) -> Option<()> {
+        let mut at = Scanner {
+            text: json,
+            bytes: json.as_bytes(),
+            at: 0,
+        };
+        let mut names = self.order.iter().map(|&(name, _)| name);
+        at.whitespace();
+        at.eat(b'{')?;
+        at.field(names.next()?)?;
+        let machine_id = at
+            .plain_string()
+            .filter(|s| !s.is_empty() && s.len() <= MAX_MACHINE_ID)
+            .filter(|s| !s.chars().any(char::is_control))?;
+        at.next_field(names.next()?)?;
+        let ts = match at.plain_value()? {
+            Raw::Integer(ms) if (0..=self.max_ts).contains(&ms) => ms,
+            _ => return None,
+        };
+        for name in names.by_ref().take(self.schema.features.len()) {
+            at.next_field(name)?;
+            out.features.push(Value::Number(at.finite_number()?));
+        }
+        at.whitespace();
+        let labelled = at.eat(b'}').is_none();
+        if labelled {
+            for name in names {
+                at.next_field(name)?;
+                out.labels.push(Value::Number(at.finite_number()?));
+            }
+            at.whitespace();
+            at.eat(b'}')?;
+        } else {
+            out.labels
+                .extend((0..self.schema.labels.len()).map(|_| Value::Missing));
+        }
+        at.whitespace();
+        (at.at == at.bytes.len()).then_some(())?;
+        out.labelled.push(labelled);
+        out.push_key(machine_id, ts);
+        Some(())
+    }
+
     /// Reads a record through serde (what [`RecordParser::scan`] does not read).
     fn deserialize<'a>(&self, json: &'a str) -> Result<Fields<'a>, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_str(json);
@@ -579,7 +640,11 @@ impl<'s> RecordParser<'s> {
                 .enumerate()
                 .map(|(i, c)| (c.name.as_str(), Slot::Label(i))),
         );
-        let plain = order.iter().map(|(name, _)| is_plain(name)).collect();
+        let plain: Vec<bool> = order.iter().map(|(name, _)| is_plain(name)).collect();
+        let usual = !labels_only
+            && plain.iter().all(|&p| p)
+            && (schema.features.iter().chain(&schema.labels))
+                .all(|c| c.kind == ColumnKind::Numeric);
         RecordParser {
             schema,
             slots,
@@ -587,6 +652,7 @@ impl<'s> RecordParser<'s> {
             plain,
             max_ts,
             labels_only,
+            usual,
         }
     }
 
@@ -645,6 +711,9 @@ impl<'s> RecordParser<'s> {
         json: &'a str,
         out: &mut Readings,
     ) -> Result<(), Rejection> {
+        if self.usual && self.scan_usual(json, out).is_some() {
+            return Ok(());
+        }
         if self.scan(json, fields).is_none() {
             *fields = self.deserialize(json).map_err(|e| Rejection {
                 index,
@@ -818,6 +887,32 @@ impl<'a> Scanner<'a> {
         }
         self.at = at + 1;
         Some(&self.text[start..at])
+    }
+
+    /// Whitespace, then `name` quoted (a plain name), a colon and whitespace.
+    fn field(&mut self, name: &str) -> Option<()> {
+        self.whitespace();
+        self.quoted(name).then_some(())?;
+        self.whitespace();
+        self.eat(b':')?;
+        self.whitespace();
+        Some(())
+    }
+
+    /// The comma after a value, then [`Scanner::field`].
+    fn next_field(&mut self, name: &str) -> Option<()> {
+        self.whitespace();
+        self.eat(b',')?;
+        self.field(name)
+    }
+
+    /// A number that is finite (as a numeric column takes it).
+    fn finite_number(&mut self) -> Option<f64> {
+        match self.plain_value()? {
+            Raw::Integer(n) => Some(n as f64),
+            Raw::Number(x) if x.is_finite() => Some(x),
+            _ => None,
+        }
     }
 
     fn digits(&mut self) -> decimal::Digits {
@@ -1271,6 +1366,172 @@ mod tests {
             scanned * 10 > total && (total - scanned) * 10 > total,
             "{scanned} of {total} scanned"
         );
+    }
+
+    /// Records of a schema of numeric columns, most sent in the usual order with numbers and the
+    /// rest bent in one way or another: whether or not [`RecordParser::scan_usual`] reads them,
+    /// each gives what serde's path gives, alone and in a batch.
+    #[test]
+    fn records_in_the_usual_order_are_read_as_serde_reads_them() {
+        let numeric = |name: &str, nullable| Column {
+            name: name.into(),
+            kind: ColumnKind::Numeric,
+            nullable,
+        };
+        let s = Schema {
+            features: vec![
+                numeric("temp", false),
+                numeric("wear", true),
+                numeric("speed", false),
+            ],
+            labels: vec![numeric("failure", true), numeric("rul", true)],
+        };
+        let parser = RecordParser::new(&s, FUTURE, false);
+        assert!(parser.usual);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut records = Vec::new();
+        let mut usual = 0;
+        for _ in 0..30_000 {
+            let bent = next(3) == 0;
+            // One of `odd`, now and then, in a record that is bent.
+            let bend = |next: &mut dyn FnMut(u64) -> u64, n, usual: String, odd: &[&str]| {
+                if bent && next(n) == 0 {
+                    odd[next(odd.len() as u64) as usize].to_string()
+                } else {
+                    usual
+                }
+            };
+            let machine = format!("\"m{}\"", next(300));
+            let machine = bend(
+                &mut next,
+                6,
+                machine,
+                &[
+                    "17",
+                    "\"\"",
+                    "\"a\u{7f}b\"",
+                    "\"a\u{85}b\"",
+                    "\"ü\"",
+                    "null",
+                    "\"x\\\"y\"",
+                    &format!("\"{}\"", "k".repeat(MAX_MACHINE_ID)),
+                    &format!("\"{}\"", "k".repeat(MAX_MACHINE_ID + 1)),
+                ],
+            );
+            let ts = format!("{}", 1_700_000_000_000 + next(1000));
+            let ts = bend(
+                &mut next,
+                6,
+                ts,
+                &[
+                    "-5",
+                    "0",
+                    "-0",
+                    "1.5",
+                    "\"2024-05-01T12:00:00Z\"",
+                    "4000000000000",
+                    "4000000000001",
+                    "12345678901234567890",
+                ],
+            );
+            let mut fields = vec![("machine_id", machine), ("ts", ts)];
+            for name in ["temp", "wear", "speed", "failure", "rul"] {
+                let x = f64::from_bits(next(u64::MAX));
+                let number = match next(4) {
+                    0 => format!("{}", next(1 << 40) as i64 - (1 << 39)),
+                    1 => format!("{}.{:0>4}", next(1000), next(10_000)),
+                    2 if x.abs() < 1e15 => format!("{x}"),
+                    _ => format!("-{}.{}", next(100), next(100)),
+                };
+                let value = bend(
+                    &mut next,
+                    8,
+                    number,
+                    &[
+                        "null", "\"NaN\"", "\"inf\"", "true", "1e3", "01", "-", "1.", "[1]",
+                        "\"7\"",
+                    ],
+                );
+                fields.push((name, value));
+            }
+            // Labels: both (as above), none, or only one.
+            match next(3) {
+                0 => {
+                    fields.truncate(5);
+                }
+                1 if bent => {
+                    fields.remove(5 + next(2) as usize);
+                }
+                _ => {}
+            }
+            if bent {
+                match next(6) {
+                    0 => {
+                        let (a, b) = (next(fields.len() as u64), next(fields.len() as u64));
+                        fields.swap(a as usize, b as usize);
+                    }
+                    1 => {
+                        fields.remove(next(fields.len() as u64) as usize);
+                    }
+                    2 => {
+                        let at = next(fields.len() as u64 + 1) as usize;
+                        fields.insert(at, ("extra", "1".into()));
+                    }
+                    3 => {
+                        let again = fields[next(fields.len() as u64) as usize].clone();
+                        fields.push(again);
+                    }
+                    _ => {}
+                }
+            }
+            let mut json = String::from(if next(6) == 0 { " { " } else { "{" });
+            for (i, (name, value)) in fields.iter().enumerate() {
+                if i > 0 {
+                    json.push_str([",", " , ", ",\n"][next(3) as usize]);
+                }
+                json.push_str(&format!(
+                    "\"{name}\"{}{value}",
+                    [":", " : "][next(2) as usize]
+                ));
+            }
+            json.push_str(
+                ["}", "} ", "}\n", "}}", "},"][next(5) as usize % if bent { 5 } else { 3 }],
+            );
+            if bent && next(8) == 0 {
+                json.truncate(next(json.len() as u64 + 1) as usize);
+            }
+            let mut one = parser.readings(1);
+            usual += usize::from(parser.scan_usual(&json, &mut one).is_some());
+            assert_eq!(
+                parser.parse(0, &json),
+                through_serde(&parser, &json),
+                "{json}"
+            );
+            records.push(json);
+        }
+        assert!(
+            usual * 2 > records.len() && (records.len() - usual) * 5 > records.len(),
+            "{usual} of {} read the usual way",
+            records.len()
+        );
+        // In a batch (where a record refused midway must leave nothing behind), as alone.
+        let parts: Vec<(usize, &str)> = records.iter().map(String::as_str).enumerate().collect();
+        let parsed = parser.parse_all(&parts);
+        let mut readings = parsed.positions.iter().copied().zip(parsed.readings.iter());
+        let mut rejected = parsed.rejected.iter();
+        for &(i, json) in &parts {
+            match parser.parse(i, json) {
+                Ok(reading) => assert_eq!(readings.next(), Some((i, reading.as_ref()))),
+                Err(refusal) => assert_eq!(rejected.next(), Some(&refusal)),
+            }
+        }
+        assert_eq!((readings.len(), rejected.len()), (0, 0));
     }
 
     #[test]
