@@ -1107,8 +1107,7 @@ pub fn decode(mut bytes: &[u8], n: usize) -> Result<Vec<Value>, String> {
 /// whole body, a malformed NDJSON line only for its record.
 pub fn split_body(body: &str, ndjson: bool) -> Result<Vec<(usize, &str)>, String> {
     if ndjson {
-        return Ok(body
-            .lines()
+        return Ok(lines(body)
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .collect());
@@ -1116,6 +1115,26 @@ pub fn split_body(body: &str, ndjson: bool) -> Result<Vec<(usize, &str)>, String
     let items: Vec<&RawValue> = serde_json::from_str(body)
         .map_err(|e| format!("the body is not a JSON array of records: {e}"))?;
     Ok(items.into_iter().map(RawValue::get).enumerate().collect())
+}
+
+/// The lines of `text` as [`str::lines`] gives them (a line ends at `\n` or `\r\n`; the last
+/// may have no end), their ends found with SIMD: for a large body, many times faster than the
+/// search per line.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', text.as_bytes()).map(Some);
+    ends.chain(std::iter::once(None)).filter_map(move |end| {
+        let line = match end {
+            Some(end) => {
+                let line = &text[start..end];
+                start = end + 1;
+                line.strip_suffix('\r').unwrap_or(line)
+            }
+            None if start < text.len() => &text[start..],
+            None => return None,
+        };
+        Some(line)
+    })
 }
 
 #[cfg(test)]
@@ -1756,6 +1775,25 @@ mod tests {
         assert_eq!(a, b);
         assert!(decode(&a, 5).is_err());
         assert!(decode(&a[..a.len() - 1], 4).is_err());
+    }
+
+    #[test]
+    fn lines_are_found_as_str_lines_finds_them() {
+        let pieces = ["a", "{}", "\n", "\r\n", "\r", " ", "\n\n", "ü", "\r\r\n"];
+        let mut state = 0x1234_5678_9abc_def1u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let text: String = (0..state % 12)
+                .map(|i| pieces[((state >> (4 * i + 8)) % pieces.len() as u64) as usize])
+                .collect();
+            assert_eq!(
+                lines(&text).collect::<Vec<_>>(),
+                text.lines().collect::<Vec<_>>(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
