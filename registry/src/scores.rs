@@ -207,7 +207,16 @@ impl AppendedBlock {
         write_i64(&mut received, b.received_at);
         received.push(b'}');
         let probabilities = b.probabilities.as_deref().filter(|_| k > 0);
-        let labels = classes.unwrap_or_default();
+        // Each class label as JSON, escaped once for the block instead of once per score.
+        let labels: Vec<Vec<u8>> = classes
+            .unwrap_or_default()
+            .iter()
+            .map(|label| {
+                let mut json = Vec::with_capacity(label.len() + 2);
+                write_str(&mut json, label);
+                json
+            })
+            .collect();
         for (i, r) in b.records.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -221,8 +230,8 @@ impl AppendedBlock {
             out.extend_from_slice(&shared);
             match classes {
                 None => write_number(out, b.values[i]),
-                Some(classes) => match class_of(classes, b.values[i]) {
-                    Some(label) => write_str(out, label),
+                Some(classes) => match class_index(classes, b.values[i]) {
+                    Some(c) => out.extend_from_slice(&labels[c]),
                     None => out.extend_from_slice(b"null"),
                 },
             }
@@ -233,7 +242,7 @@ impl AppendedBlock {
                     if n > 0 {
                         out.push(b',');
                     }
-                    write_str(out, &labels[c]);
+                    out.extend_from_slice(&labels[c]);
                     out.push(b':');
                     write_number(out, row[c]);
                 }
@@ -264,10 +273,12 @@ fn write_number(out: &mut Vec<u8>, x: f64) {
 
 /// The label of class `value`, if it is one.
 fn class_of(classes: &[String], value: f64) -> Option<&str> {
-    (value >= 0.0)
-        .then(|| classes.get(value as usize))
-        .flatten()
-        .map(String::as_str)
+    class_index(classes, value).map(|c| classes[c].as_str())
+}
+
+/// The index of class `value` in `classes`, if it is one.
+fn class_index(classes: &[String], value: f64) -> Option<usize> {
+    (value >= 0.0 && (value as usize) < classes.len()).then_some(value as usize)
 }
 
 /// A prediction as JSON: the number (regression), or the label of class `value` (classifiers);
