@@ -1171,6 +1171,17 @@ mod tests {
 
     const FUTURE: i64 = 4_000_000_000_000;
 
+    /// A seeded xorshift generator: each call gives a number below its argument.
+    fn random_below(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed;
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
+
     /// What serde's path alone makes of a record (the reference for the scanner).
     fn through_serde(parser: &RecordParser, json: &str) -> Result<Reading, Rejection> {
         match parser.deserialize(json) {
@@ -1287,13 +1298,7 @@ mod tests {
     fn the_scanner_and_serde_agree_on_random_records() {
         let s = schema();
         let parser = RecordParser::new(&s, FUTURE, false);
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = random_below(0x9e37_79b9_7f4a_7c15u64);
         let keys = [
             "machine_id",
             "ts",
@@ -1407,13 +1412,7 @@ mod tests {
         };
         let parser = RecordParser::new(&s, FUTURE, false);
         assert!(parser.usual);
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = random_below(0x2545_f491_4f6c_dd1du64);
         let mut records = Vec::new();
         let mut usual = 0;
         for _ in 0..30_000 {
@@ -1780,13 +1779,10 @@ mod tests {
     #[test]
     fn lines_are_found_as_str_lines_finds_them() {
         let pieces = ["a", "{}", "\n", "\r\n", "\r", " ", "\n\n", "ü", "\r\r\n"];
-        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut next = random_below(0x1234_5678_9abc_def1);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let text: String = (0..state % 12)
-                .map(|i| pieces[((state >> (4 * i + 8)) % pieces.len() as u64) as usize])
+            let text: String = (0..next(12))
+                .map(|_| pieces[next(pieces.len() as u64) as usize])
                 .collect();
             assert_eq!(
                 lines(&text).collect::<Vec<_>>(),
