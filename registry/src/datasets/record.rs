@@ -507,9 +507,7 @@ impl<'s> RecordParser<'s> {
                         (key, self.slot(key, &mut next))
                     }
                 };
-                at.whitespace();
-                at.eat(b':')?;
-                at.whitespace();
+                at.colon()?;
                 let value = at.plain_value()?;
                 fields.put(key, slot, || value);
                 at.whitespace();
@@ -528,7 +526,7 @@ impl<'s> RecordParser<'s> {
     }
 
     /// Reads a valid reading sent the usual way — its fields in the schema's order (`machine_id`
-    /// as a string, `ts` as an integer, every feature, then every label or none), every value a
+    /// as a string, `ts` in either of its forms, every feature, then every label or none), every value a
     /// number, written as [`RecordParser::scan`] reads them — straight into `out`, without the
     /// per-field slots, their checks and conversions. `None`, with `out` as it was, for any
     /// other record: the general path reads, validates and reports it as before.
@@ -552,25 +550,21 @@ impl<'s> RecordParser<'s> {
         at.whitespace();
         at.eat(b'{')?;
         at.field(names.next()?)?;
-        let machine_id = at
-            .plain_string()
-            .filter(|s| !s.is_empty() && s.len() <= MAX_MACHINE_ID)
-            .filter(|s| !s.chars().any(char::is_control))?;
+        let machine_id = at.plain_string().filter(|s| is_machine_id(s))?;
         at.next_field(names.next()?)?;
-        let ts = match at.plain_value()? {
-            Raw::Integer(ms) if (0..=self.max_ts).contains(&ms) => ms,
-            _ => return None,
-        };
+        let ts = parse_time(&at.plain_value()?)
+            .ok()
+            .filter(|&ts| ts <= self.max_ts)?;
         for name in names.by_ref().take(self.schema.features.len()) {
             at.next_field(name)?;
-            out.features.push(Value::Number(at.finite_number()?));
+            out.features.push(at.number()?);
         }
         at.whitespace();
         let labelled = at.eat(b'}').is_none();
         if labelled {
             for name in names {
                 at.next_field(name)?;
-                out.labels.push(Value::Number(at.finite_number()?));
+                out.labels.push(at.number()?);
             }
             at.whitespace();
             at.eat(b'}')?;
@@ -755,13 +749,7 @@ impl<'s> RecordParser<'s> {
             return Err(reject(Some(&key), format!("field '{key}' appears twice")));
         }
         let machine_id = match fields.machine.take() {
-            Some(Raw::Text(s))
-                if !s.is_empty()
-                    && s.len() <= MAX_MACHINE_ID
-                    && !s.chars().any(char::is_control) =>
-            {
-                s
-            }
+            Some(Raw::Text(s)) if is_machine_id(&s) => s,
             Some(Raw::Integer(n)) => Cow::Owned(n.to_string()),
             Some(Raw::Text(_)) => {
                 return Err(reject(
@@ -830,6 +818,11 @@ impl<'s> RecordParser<'s> {
     }
 }
 
+/// Whether `s` is an acceptable machine id: 1 to [`MAX_MACHINE_ID`] bytes, no control characters.
+fn is_machine_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_MACHINE_ID && !s.chars().any(char::is_control)
+}
+
 /// Whether `s` is written in JSON as it is, between quotes: no quote, backslash or control
 /// character to escape.
 fn is_plain(s: &str) -> bool {
@@ -893,6 +886,11 @@ impl<'a> Scanner<'a> {
     fn field(&mut self, name: &str) -> Option<()> {
         self.whitespace();
         self.quoted(name).then_some(())?;
+        self.colon()
+    }
+
+    /// The colon between a key and its value, with the whitespace around it.
+    fn colon(&mut self) -> Option<()> {
         self.whitespace();
         self.eat(b':')?;
         self.whitespace();
@@ -906,11 +904,12 @@ impl<'a> Scanner<'a> {
         self.field(name)
     }
 
-    /// A number that is finite (as a numeric column takes it).
-    fn finite_number(&mut self) -> Option<f64> {
+    /// A value that a numeric column takes as a number (not as a missing value), as [`convert`]
+    /// takes it; matched here, as a call to `convert` per value cost the usual path a fifth.
+    fn number(&mut self) -> Option<Value> {
         match self.plain_value()? {
-            Raw::Integer(n) => Some(n as f64),
-            Raw::Number(x) if x.is_finite() => Some(x),
+            Raw::Integer(n) => Some(Value::Number(n as f64)),
+            Raw::Number(x) if x.is_finite() => Some(Value::Number(x)),
             _ => None,
         }
     }
