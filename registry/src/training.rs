@@ -191,6 +191,58 @@ async fn load_spec(conn: &mut AnyConnection, id_or_name: &str) -> Result<StoredS
     spec_from_row(&row)
 }
 
+/// A row if the spec (`$1`) has a job queued or running.
+const BUSY_SELECT: &str =
+    "SELECT 1 FROM training_jobs WHERE spec_id = $1 AND status IN ('queued', 'running') LIMIT 1";
+
+/// What [`Store::queue_triggered_job`] did.
+#[derive(Debug)]
+pub enum Triggered {
+    /// The training was queued.
+    Queued(Box<Job>),
+    /// Another caller had claimed this occurrence (or a later one) of the trigger.
+    Claimed,
+    /// The spec has a job queued or running.
+    Busy,
+}
+
+async fn insert_job(
+    tx: &mut AnyConnection,
+    actor: &Actor,
+    spec_id: i64,
+    trigger: &str,
+    detail: Option<&str>,
+) -> Result<Job> {
+    let id: i64 = sqlx::query(
+        "INSERT INTO training_jobs (spec_id, trigger, trigger_detail, status, created_at, created_by) \
+         VALUES ($1, $2, $3, 'queued', $4, $5) RETURNING id",
+    )
+    .bind(spec_id)
+    .bind(trigger)
+    .bind(detail)
+    .bind(now_ms())
+    .bind(&actor.name)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| {
+        if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) {
+            Error::not_found(format!("No training spec {spec_id}"))
+        } else {
+            e.into()
+        }
+    })?
+    .try_get("id")?;
+    audit::record(
+        tx,
+        actor,
+        "jobs.create",
+        &format!("job:{id}"),
+        Some(trigger),
+    )
+    .await?;
+    load_job(tx, id).await
+}
+
 async fn load_job(conn: &mut AnyConnection, id: i64) -> Result<Job> {
     let mut sql = crate::sql::Sql::new(JOB_SELECT);
     sql.push(" WHERE j.id = ").bind(id);
@@ -344,39 +396,56 @@ impl Store {
     ) -> Result<Job> {
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO training_jobs (spec_id, trigger, trigger_detail, status, created_at, created_by) \
-             VALUES ($1, $2, $3, 'queued', $4, $5) RETURNING id",
-        )
-        .bind(spec_id)
-        .bind(trigger)
-        .bind(detail)
-        .bind(now_ms())
-        .bind(&actor.name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| {
-            if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) {
-                Error::not_found(format!("No training spec {spec_id}"))
-            } else {
-                e.into()
-            }
-        })?
-        .try_get("id")?;
-        audit::record(
-            &mut tx,
-            actor,
-            "jobs.create",
-            &format!("job:{id}"),
-            Some(trigger),
-        )
-        .await?;
-        let job = load_job(&mut tx, id).await?;
+        let job = insert_job(&mut tx, actor, spec_id, trigger, detail).await?;
         tx.commit().await?;
         Ok(job)
     }
 
-    /// One job.
+    /// Queues a training of a spec started by a trigger (a schedule, drift, data volume) for its
+    /// occurrence `tick` (ms since the Unix epoch), in one transaction: the tick is claimed (by
+    /// exactly one caller, however many processes see the same occurrence), then the spec must
+    /// have no job queued or running, then the job is stored. A claimed tick is spent even when
+    /// the spec was busy.
+    ///
+    /// The claim locks the spec's row until the commit (PostgreSQL), so a concurrent caller's
+    /// check for a queued job runs after this one's job is visible: two triggers firing at once
+    /// queue one training.
+    pub async fn queue_triggered_job(
+        &self,
+        actor: &Actor,
+        spec_id: i64,
+        tick: i64,
+        trigger: &str,
+        detail: Option<&str>,
+    ) -> Result<Triggered> {
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE training_specs SET last_scheduled_at = $1 WHERE id = $2 \
+             AND (last_scheduled_at IS NULL OR last_scheduled_at < $1)",
+        )
+        .bind(tick)
+        .bind(spec_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            return Ok(Triggered::Claimed);
+        }
+        let busy = sqlx::query(BUSY_SELECT)
+            .bind(spec_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if busy {
+            tx.commit().await?;
+            return Ok(Triggered::Busy);
+        }
+        let job = insert_job(&mut tx, actor, spec_id, trigger, detail).await?;
+        tx.commit().await?;
+        Ok(Triggered::Queued(Box::new(job)))
+    }
+
     pub async fn get_job(&self, id: i64) -> Result<Job> {
         let mut conn = self.read.acquire().await?;
         load_job(&mut conn, id).await
@@ -511,31 +580,13 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Claims the schedule occurrence `tick` (ms since the Unix epoch) of a spec: true for exactly
-    /// one caller, however many processes fire the same tick.
-    pub async fn claim_schedule_tick(&self, spec_id: i64, tick: i64) -> Result<bool> {
-        let mut conn = self.writer().await?;
-        let n = sqlx::query(
-            "UPDATE training_specs SET last_scheduled_at = $1 WHERE id = $2 \
-             AND (last_scheduled_at IS NULL OR last_scheduled_at < $1)",
-        )
-        .bind(tick)
-        .bind(spec_id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
     /// Whether a spec has a job queued or running.
     pub async fn spec_busy(&self, spec_id: i64) -> Result<bool> {
-        Ok(sqlx::query(
-            "SELECT 1 FROM training_jobs WHERE spec_id = $1 AND status IN ('queued', 'running') LIMIT 1",
-        )
-        .bind(spec_id)
-        .fetch_optional(&self.read)
-        .await?
-        .is_some())
+        Ok(sqlx::query(BUSY_SELECT)
+            .bind(spec_id)
+            .fetch_optional(&self.read)
+            .await?
+            .is_some())
     }
 
     /// Records a running job's parent run, so that an interrupted job's run is failed too.

@@ -8,6 +8,7 @@ mod store_support;
 use refit_registry::experiments::Tag;
 use refit_registry::models::NewModelVersion;
 use refit_registry::runs::{Dataset, DatasetInput, Metric, NewRun, Param};
+use refit_registry::training::{JobStatus, SpecFields, Triggered};
 use refit_registry::{Error, Store};
 use refit_tests::{Db, on_both_databases};
 use sha2::{Digest, Sha256};
@@ -314,6 +315,98 @@ async fn one_name_claimed_by_many_at_once(db: Db) {
     );
 }
 
+/// Triggers of one spec firing at once (drift reports evaluated by the stream's hook and by the
+/// scheduler's safety net, a schedule and a drift streak, several processes) queue one training:
+/// each claims its own occurrence, and only the first finds the spec idle. A trigger coming
+/// after that training has finished queues the next.
+async fn triggers_firing_at_once_queue_one_training(db: Db) {
+    let t = fresh(db).await;
+    let definition = serde_json::json!({"name": "race"});
+    let spec = t
+        .store
+        .create_spec(
+            &alice(),
+            SpecFields {
+                name: "race",
+                dataset: "d",
+                model_name: "m",
+                definition: &definition,
+                schedule: None,
+            },
+        )
+        .await
+        .unwrap();
+    for round in 0..3_i64 {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+        let mut tasks = Vec::new();
+        for i in 0..WRITERS as i64 {
+            let store = t.store.clone();
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                // Distinct occurrences, so that every caller claims one.
+                let tick = 1_000 * (round + 1) + i;
+                store
+                    .queue_triggered_job(&alice(), spec.id, tick, "drift", Some("race"))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut queued = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Triggered::Queued(job) => queued.push(job),
+                Triggered::Claimed | Triggered::Busy => {}
+            }
+        }
+        assert_eq!(queued.len(), 1, "round {round}: {queued:?}");
+        let jobs = t.store.list_jobs(Some(spec.id), 100).await.unwrap();
+        assert_eq!(jobs.len() as i64, round + 1);
+        assert_eq!(
+            jobs.iter()
+                .filter(|j| j.status == JobStatus::Queued)
+                .count(),
+            1
+        );
+        let job = t
+            .store
+            .claim_job(queued[0].id, "worker", 60_000)
+            .await
+            .unwrap()
+            .expect("the queued job");
+        t.store
+            .finish_job(&job, "worker", JobStatus::Succeeded, None, None)
+            .await
+            .unwrap();
+    }
+    // An occurrence already passed is not claimed again, and a busy spec queues nothing.
+    assert!(matches!(
+        t.store
+            .queue_triggered_job(&alice(), spec.id, 1_000, "drift", None)
+            .await,
+        Ok(Triggered::Claimed)
+    ));
+    t.store
+        .create_job(&alice(), spec.id, "manual", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        t.store
+            .queue_triggered_job(&alice(), spec.id, 10_000, "drift", None)
+            .await,
+        Ok(Triggered::Busy)
+    ));
+    assert!(
+        matches!(
+            t.store
+                .queue_triggered_job(&alice(), spec.id, 10_000, "drift", None)
+                .await,
+            Ok(Triggered::Claimed)
+        ),
+        "a busy spec's occurrence is spent"
+    );
+}
+
 on_both_databases!(
     one_dataset_logged_by_many_runs_at_once,
     one_name_claimed_by_many_at_once,
@@ -321,4 +414,5 @@ on_both_databases!(
     conflicting_params_at_once_keep_exactly_one_value,
     versions_created_at_once_get_distinct_numbers,
     metrics_logged_at_once_are_all_kept,
+    triggers_firing_at_once_queue_one_training,
 );

@@ -17,7 +17,7 @@
 use refit_registry::Store;
 use refit_registry::db::now_ms;
 use refit_registry::drift::{DriftReport, ReportFilter, ReportSource};
-use refit_registry::training::Job;
+use refit_registry::training::{Job, Triggered};
 use serde_json::{Value, json};
 
 use crate::spec::TrainingSpec;
@@ -85,9 +85,6 @@ pub async fn on_drift_report(
                 continue;
             }
         }
-        if store.spec_busy(stored.id).await? || !store.claim_schedule_tick(stored.id, now).await? {
-            continue;
-        }
         let ids: Vec<i64> = streak.iter().rev().map(|s| s.id).collect();
         let detail = json!({
             "drift_report": streak[0].id,
@@ -95,16 +92,20 @@ pub async fn on_drift_report(
             "consecutive": k,
         })
         .to_string();
-        let job = store
-            .create_job(&trainer_actor(), stored.id, DRIFT_TRIGGER, Some(&detail))
-            .await?;
+        let actor = trainer_actor();
+        let Triggered::Queued(job) = store
+            .queue_triggered_job(&actor, stored.id, now, DRIFT_TRIGGER, Some(&detail))
+            .await?
+        else {
+            continue;
+        };
         tracing::info!(
             job = job.id,
             spec = stored.name,
             report = report.id,
             "drift queued a training"
         );
-        queued.push(job);
+        queued.push(*job);
     }
     Ok(queued)
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use refit_registry::Actor;
-use refit_registry::training::StoredSpec;
+use refit_registry::training::{StoredSpec, Triggered};
 use tokio::sync::{Mutex, Notify};
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
@@ -157,37 +157,20 @@ impl Scheduler {
         let Some(tick) = latest_occurrence(schedule) else {
             return;
         };
-        match store.claim_schedule_tick(spec_id, tick).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, spec = spec_id, "claiming a schedule tick failed");
-                return;
-            }
-        }
-        match store.spec_busy(spec_id).await {
-            Ok(false) => {}
-            Ok(true) => {
-                tracing::info!(
-                    spec = spec_id,
-                    "schedule fired while a training of the spec is queued or running; skipped"
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "checking a spec's jobs failed");
-                return;
-            }
-        }
         let detail = refit_registry::datasets::record::format_time(tick);
         match store
-            .create_job(&trainer_actor(), spec_id, "cron", Some(&detail))
+            .queue_triggered_job(&trainer_actor(), spec_id, tick, "cron", Some(&detail))
             .await
         {
-            Ok(job) => {
+            Ok(Triggered::Queued(job)) => {
                 tracing::info!(job = job.id, spec = spec_id, "schedule queued a training");
                 self.notify();
             }
+            Ok(Triggered::Claimed) => {}
+            Ok(Triggered::Busy) => tracing::info!(
+                spec = spec_id,
+                "schedule fired while a training of the spec is queued or running; skipped"
+            ),
             Err(e) => tracing::warn!(error = %e, "queueing a scheduled training failed"),
         }
     }
@@ -303,17 +286,15 @@ impl Scheduler {
         if new_rows < threshold as i64 || store.spec_busy(stored.id).await? {
             return Ok(());
         }
-        // Claim the trigger like a schedule tick, so one process queues it.
-        if !store
-            .claim_schedule_tick(stored.id, refit_registry::db::now_ms())
-            .await?
-        {
-            return Ok(());
-        }
         let detail = format!("{new_rows} new rows (threshold {threshold})");
-        let job = store
-            .create_job(&trainer_actor(), stored.id, "data_volume", Some(&detail))
-            .await?;
+        let tick = refit_registry::db::now_ms();
+        let trigger = "data_volume";
+        let Triggered::Queued(job) = store
+            .queue_triggered_job(&trainer_actor(), stored.id, tick, trigger, Some(&detail))
+            .await?
+        else {
+            return Ok(());
+        };
         tracing::info!(
             job = job.id,
             spec = stored.name,
