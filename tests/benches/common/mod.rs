@@ -135,9 +135,17 @@ impl RawClient {
             self.token,
             body.len()
         );
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body);
-        self.stream.write_all(&request).unwrap();
+        // Head and body in one write each time, the body not copied behind the head.
+        let mut parts = [
+            std::io::IoSlice::new(head.as_bytes()),
+            std::io::IoSlice::new(body),
+        ];
+        let mut parts = &mut parts[..];
+        while !parts.is_empty() {
+            let n = self.stream.write_vectored(parts).unwrap();
+            assert!(n > 0, "connection closed");
+            std::io::IoSlice::advance_slices(&mut parts, n);
+        }
         // The head is looked for only in what each read adds (a large answer takes many reads).
         let mut got = 0;
         let mut answer = None;
