@@ -113,25 +113,59 @@ impl BlockRow for &HistoryRow {
 }
 
 /// A block's blob for `rows` (in key order).
+#[cfg(test)]
 fn encode_block<R: BlockRow>(rows: &[R]) -> Vec<u8> {
+    encode_indexed(rows, &MachineIndex::of(rows))
+}
+
+/// The machines of some rows in order of first appearance (by the row each first appears in),
+/// and each row's machine by its place in that order: found with one hash lookup per row, then
+/// used by place.
+struct MachineIndex {
+    firsts: Vec<usize>,
+    of_row: Vec<u32>,
+}
+
+impl MachineIndex {
+    fn of<R: BlockRow>(rows: &[R]) -> MachineIndex {
+        let mut index: MachineMap<&str, u32> = MachineMap::default();
+        let mut firsts = Vec::new();
+        let of_row = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                *index.entry(row.key().2).or_insert_with(|| {
+                    firsts.push(i);
+                    firsts.len() as u32 - 1
+                })
+            })
+            .collect();
+        MachineIndex { firsts, of_row }
+    }
+
+    /// The machines in order of first appearance in `rows` (those the index was made of).
+    fn machines<'r, R: BlockRow>(&self, rows: &'r [R]) -> impl Iterator<Item = &'r str> {
+        self.firsts.iter().map(|&i| rows[i].key().2)
+    }
+
+    /// Each machine's newest time among `rows` (those the index was made of).
+    fn newest<R: BlockRow>(&self, rows: &[R]) -> Vec<i64> {
+        let mut newest = vec![i64::MIN; self.firsts.len()];
+        for (row, &m) in rows.iter().zip(&self.of_row) {
+            let t = &mut newest[m as usize];
+            *t = (*t).max(row.key().0);
+        }
+        newest
+    }
+}
+
+/// A block's blob for `rows` (in key order) and their machine index.
+fn encode_indexed<R: BlockRow>(rows: &[R], index: &MachineIndex) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + rows.len() * 80);
     out.push(FORMAT);
     put_varint(&mut out, rows.len() as u64);
-    // Each reading's machine index, found once: one hash lookup per reading.
-    let mut index: MachineMap<&str, u64> = MachineMap::default();
-    let mut machines: Vec<&str> = Vec::new();
-    let of_row: Vec<u64> = rows
-        .iter()
-        .map(|row| {
-            let machine = row.key().2;
-            *index.entry(machine).or_insert_with(|| {
-                machines.push(machine);
-                machines.len() as u64 - 1
-            })
-        })
-        .collect();
-    put_varint(&mut out, machines.len() as u64);
-    for m in &machines {
+    put_varint(&mut out, index.firsts.len() as u64);
+    for m in index.machines(rows) {
         put_varint(&mut out, m.len() as u64);
         out.extend_from_slice(m.as_bytes());
     }
@@ -140,17 +174,26 @@ fn encode_block<R: BlockRow>(rows: &[R]) -> Vec<u8> {
     out.extend_from_slice(&first_ts.to_le_bytes());
     out.extend_from_slice(&seq_base.to_le_bytes());
     let mut previous = first_ts;
-    let mut features = Vec::new();
-    for (row, machine) in rows.iter().zip(of_row) {
+    for (row, &machine) in rows.iter().zip(&index.of_row) {
         let (ts, seq, _) = row.key();
         put_varint(&mut out, zigzag(ts.wrapping_sub(previous)));
         previous = ts;
         put_varint(&mut out, seq.wrapping_sub(seq_base) as u64);
-        put_varint(&mut out, machine);
-        features.clear();
-        row.write_features(&mut features);
-        put_varint(&mut out, features.len() as u64);
-        out.extend_from_slice(&features);
+        put_varint(&mut out, u64::from(machine));
+        // The features are encoded in place behind a byte kept for their length, which is
+        // written once known: one byte for up to 127 (14 numbers), else moved up to make room.
+        let at = out.len();
+        out.push(0);
+        row.write_features(&mut out);
+        let len = out.len() - at - 1;
+        match u8::try_from(len) {
+            Ok(short) if short < 0x80 => out[at] = short,
+            _ => {
+                let mut prefix = Vec::with_capacity(10);
+                put_varint(&mut prefix, len as u64);
+                out.splice(at..at + 1, prefix);
+            }
+        }
     }
     out
 }
@@ -291,6 +334,16 @@ struct NewBlock {
 impl NewBlock {
     /// The block of `rows` (in key order, at least one).
     fn of<R: BlockRow>(dataset_id: i64, schema_version: i64, rows: &[R]) -> NewBlock {
+        NewBlock::indexed(dataset_id, schema_version, rows, &MachineIndex::of(rows))
+    }
+
+    /// The block of `rows` (in key order, at least one) with their machine index.
+    fn indexed<R: BlockRow>(
+        dataset_id: i64,
+        schema_version: i64,
+        rows: &[R],
+        index: &MachineIndex,
+    ) -> NewBlock {
         let seqs = rows.iter().map(|r| r.key().1);
         NewBlock {
             dataset_id,
@@ -300,7 +353,7 @@ impl NewBlock {
             ts_min: rows[0].key().0,
             ts_max: rows[rows.len() - 1].key().0,
             count: rows.len(),
-            readings: encode_block(rows),
+            readings: encode_indexed(rows, index),
         }
     }
 
@@ -341,26 +394,34 @@ pub(crate) async fn append(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    // The batch's newest time of each machine (counted once per machine, not sorted out of every
-    // row: this runs while the writer is held), and each one's newest stored time.
-    let newest = newest_by_machine(&rows);
-    let mut machines: Vec<&str> = newest.keys().copied().collect();
+    // Each row's machine is looked up once; the batch's newest time of each machine and each
+    // one's newest stored time are then kept by the machine's place (this runs while the writer
+    // is held).
+    let index = MachineIndex::of(&rows);
+    let mut machines: Vec<&str> = index.firsts.iter().map(|&i| rows[i].0).collect();
     machines.sort_unstable();
-    let mut marks: MachineMap<String, i64> =
+    let mut stored_marks: MachineMap<String, i64> =
         MachineMap::with_capacity_and_hasher(machines.len(), Default::default());
     for chunk in machines.chunks(MARKS_PER_STATEMENT) {
         let mut sql = Sql::new("SELECT machine_id, last_ts FROM machine_marks WHERE dataset_id = ");
         sql.bind(dataset_id)
             .push(" AND machine_id IN ")
             .bind_list(chunk.iter().copied());
-        marks.extend(tx.fetch_all::<(String, i64)>(sql).await?);
+        stored_marks.extend(tx.fetch_all::<(String, i64)>(sql).await?);
     }
+    // Each machine's stored mark, by its place in `index`.
+    let marks_of = |rows: &[KeyedRow], index: &MachineIndex| -> Vec<Option<i64>> {
+        let mark = |&i: &usize| stored_marks.get(rows[i].0).copied();
+        index.firsts.iter().map(mark).collect()
+    };
+    let marks = marks_of(&rows, &index);
     // Rows at or before their machine's mark may be stored already: look them up in the blocks
     // that overlap their times.
     let suspects: HashSet<(i64, &str)> = rows
         .iter()
-        .filter(|r| marks.get(r.0).is_some_and(|&mark| r.1 <= mark))
-        .map(|r| (r.1, r.0))
+        .zip(&index.of_row)
+        .filter(|(r, m)| marks[**m as usize].is_some_and(|mark| r.1 <= mark))
+        .map(|(r, _)| (r.1, r.0))
         .collect();
     let mut stored_keys: HashSet<(i64, String)> = HashSet::new();
     if !suspects.is_empty() {
@@ -372,25 +433,30 @@ pub(crate) async fn append(
         })
         .await?;
     }
-    let (new, newest) = if stored_keys.is_empty() {
-        (rows, newest)
+    let (new, index, marks) = if stored_keys.is_empty() {
+        (rows, index, marks)
     } else {
         let new: Vec<KeyedRow<'_>> = rows
             .into_iter()
             .filter(|r| !stored_keys.contains(&(r.1, r.0.to_string())))
             .collect();
-        let newest = newest_by_machine(&new);
-        (new, newest)
+        let index = MachineIndex::of(&new);
+        let marks = marks_of(&new, &index);
+        (new, index, marks)
     };
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    let block = NewBlock::of(dataset_id, schema_version, &new);
+    let block = NewBlock::indexed(dataset_id, schema_version, &new, &index);
     tx.execute(block.insert()).await?;
     // Machines whose newest stored time moved.
-    let moved: Vec<(&str, i64)> = newest
+    let moved: Vec<(&str, i64)> = index
+        .newest(&new)
         .into_iter()
-        .filter(|(m, t)| marks.get(*m).is_none_or(|mark| t > mark))
+        .zip(&index.firsts)
+        .zip(&marks)
+        .filter(|((t, _), mark)| mark.is_none_or(|mark| *t > mark))
+        .map(|((t, &i), _)| (new[i].0, t))
         .collect();
     for chunk in moved.chunks(MARKS_PER_STATEMENT) {
         let mut sql =
@@ -408,16 +474,6 @@ pub(crate) async fn append(
         tx.execute(sql).await?;
     }
     Ok(new.iter().map(|r| r.2).collect())
-}
-
-/// The newest time of each machine among `rows`.
-fn newest_by_machine<'a>(rows: &[KeyedRow<'a>]) -> MachineMap<&'a str, i64> {
-    let mut newest: MachineMap<&str, i64> = MachineMap::default();
-    for r in rows {
-        let t = newest.entry(r.0).or_insert(r.1);
-        *t = (*t).max(r.1);
-    }
-    newest
 }
 
 /// Which stored readings to read: those of a dataset under one schema version, in a time range,
@@ -877,6 +933,34 @@ mod tests {
         other[0] = 9;
         let e = decode_block(&other).unwrap_err().to_string();
         assert!(e.contains("unknown block format 9"), "{e}");
+    }
+
+    #[test]
+    fn features_of_any_encoded_length_round_trip() {
+        // Encodings of 0 to 40 numbers (up to 360 bytes: lengths of one varint byte and of two,
+        // either side of 127) and a long text, each beside a short one.
+        let short = vec![Value::Number(2.5)];
+        let long: Vec<Vec<Value>> = (0..=40)
+            .map(|n| (0..n).map(|j| Value::Number(f64::from(j) - 0.5)).collect())
+            .chain([vec![Value::Text("x".repeat(300)), Value::Missing]])
+            .collect();
+        for values in &long {
+            let rows: Vec<KeyedRow<'_>> = vec![
+                ("a", 1, 1, values),
+                ("b", 2, 2, &short),
+                ("a", 3, 3, values),
+            ];
+            let blob = encode_block(&rows);
+            let decoded = decode_block(&blob).unwrap();
+            assert_eq!(decoded.len(), 3);
+            for (d, r) in decoded.iter().zip(&rows) {
+                assert_eq!((d.machine_id, d.ts, d.seq), (r.0, r.1, r.2));
+                assert_eq!(record::decode(d.features, r.3.len()).unwrap(), r.3.to_vec());
+                let mut encoded = Vec::new();
+                record::encode(r.3, &mut encoded);
+                assert_eq!(d.features, &encoded[..]);
+            }
+        }
     }
 
     #[test]
