@@ -398,7 +398,7 @@ pub(crate) async fn append(
     // one's newest stored time are then kept by the machine's place (this runs while the writer
     // is held).
     let index = MachineIndex::of(&rows);
-    let mut machines: Vec<&str> = index.firsts.iter().map(|&i| rows[i].0).collect();
+    let mut machines: Vec<&str> = index.machines(&rows).collect();
     machines.sort_unstable();
     let mut stored_marks: MachineMap<String, i64> =
         MachineMap::with_capacity_and_hasher(machines.len(), Default::default());
@@ -411,8 +411,8 @@ pub(crate) async fn append(
     }
     // Each machine's stored mark, by its place in `index`.
     let marks_of = |rows: &[KeyedRow], index: &MachineIndex| -> Vec<Option<i64>> {
-        let mark = |&i: &usize| stored_marks.get(rows[i].0).copied();
-        index.firsts.iter().map(mark).collect()
+        let mark = |m| stored_marks.get(m).copied();
+        index.machines(rows).map(mark).collect()
     };
     let marks = marks_of(&rows, &index);
     // Rows at or before their machine's mark may be stored already: look them up in the blocks
@@ -453,10 +453,10 @@ pub(crate) async fn append(
     let moved: Vec<(&str, i64)> = index
         .newest(&new)
         .into_iter()
-        .zip(&index.firsts)
+        .zip(index.machines(&new))
         .zip(&marks)
         .filter(|((t, _), mark)| mark.is_none_or(|mark| *t > mark))
-        .map(|((t, &i), _)| (new[i].0, t))
+        .map(|((t, m), _)| (m, t))
         .collect();
     for chunk in moved.chunks(MARKS_PER_STATEMENT) {
         let mut sql =
