@@ -446,6 +446,7 @@ impl Store {
         Ok(Triggered::Queued(Box::new(job)))
     }
 
+    /// One job.
     pub async fn get_job(&self, id: i64) -> Result<Job> {
         let mut conn = self.read.acquire().await?;
         load_job(&mut conn, id).await
