@@ -111,6 +111,13 @@ impl DirectReaders {
                          PRAGMA case_sensitive_like = ON; PRAGMA mmap_size = 1073741824; \
                          PRAGMA cache_size = -4096;",
                     )?;
+                    // Plans never depend on bound values (nothing here is ANALYZEd), so a rebound
+                    // statement need not be prepared again: without this, SQLite re-prepares a
+                    // search's statement on every run because of its bound LIMIT.
+                    conn.set_db_config(
+                        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+                        true,
+                    )?;
                     conn
                 }
             };

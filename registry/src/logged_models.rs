@@ -999,32 +999,56 @@ impl Store {
     /// The logged models each of `run_uuids` took as inputs and produced, for runs that have
     /// any (one statement per 1000 runs, so a search can read a whole page's links at once).
     pub async fn run_models(&self, run_uuids: &[String]) -> Result<HashMap<String, RunModels>> {
-        let mut out: HashMap<String, RunModels> = HashMap::new();
         if run_uuids.is_empty() {
-            return Ok(out);
+            return Ok(HashMap::new());
         }
-        let mut conn = self.read.acquire().await?;
-        for chunk in run_uuids.chunks(1000) {
-            let mut sql = Sql::new(
-                "SELECT source_type, source_id, destination_id, step FROM inputs \
-                 WHERE source_type IN ('RUN_INPUT', 'RUN_OUTPUT') \
-                 AND destination_type IN ('MODEL_INPUT', 'MODEL_OUTPUT') AND source_id IN ",
-            );
-            sql.bind_list(chunk.iter().map(String::as_str))
-                .push(" ORDER BY source_id, step, destination_id");
-            for row in sql.fetch_all(&mut conn).await? {
-                let run: String = row.try_get("source_id")?;
-                let kind: String = row.try_get("source_type")?;
-                let model_id: String = row.try_get("destination_id")?;
-                let links = out.entry(run).or_default();
-                if kind == "RUN_INPUT" {
-                    links.inputs.push(model_id);
-                } else {
-                    links.outputs.push(ModelOutput {
-                        model_id,
-                        step: row.try_get("step")?,
-                    });
+        let queries: Vec<Sql> = run_uuids
+            .chunks(1000)
+            .map(|chunk| {
+                let mut sql = Sql::new(
+                    "SELECT source_type, source_id, destination_id, step FROM inputs \
+                     WHERE source_type IN ('RUN_INPUT', 'RUN_OUTPUT') \
+                     AND destination_type IN ('MODEL_INPUT', 'MODEL_OUTPUT') AND source_id IN ",
+                );
+                sql.bind_list(chunk.iter().map(String::as_str))
+                    .push(" ORDER BY source_id, step, destination_id");
+                sql
+            })
+            .collect();
+        // (source_type, run, model, step)
+        let mut links: Vec<(String, String, String, i64)> = Vec::new();
+        if let Some(readers) = self.direct_readers() {
+            links = readers
+                .run(move |conn| {
+                    for sql in queries {
+                        sql.query_direct(conn, |r| {
+                            links.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+                            Ok(())
+                        })?;
+                    }
+                    Ok(links)
+                })
+                .await?;
+        } else {
+            let mut conn = self.read.acquire().await?;
+            for sql in queries {
+                for row in sql.fetch_all(&mut conn).await? {
+                    links.push((
+                        row.try_get("source_type")?,
+                        row.try_get("source_id")?,
+                        row.try_get("destination_id")?,
+                        row.try_get("step")?,
+                    ));
                 }
+            }
+        }
+        let mut out: HashMap<String, RunModels> = HashMap::new();
+        for (kind, run, model_id, step) in links {
+            let models = out.entry(run).or_default();
+            if kind == "RUN_INPUT" {
+                models.inputs.push(model_id);
+            } else {
+                models.outputs.push(ModelOutput { model_id, step });
             }
         }
         Ok(out)

@@ -231,45 +231,26 @@ pub(crate) fn run_from_row(row: &AnyRow) -> Result<StoredRun> {
     })
 }
 
-/// The runs with these ids, in this order, read through a direct SQLite connection.
-pub(crate) fn load_runs_direct(conn: &rusqlite::Connection, ids: &[i64]) -> Result<Vec<StoredRun>> {
-    let mut found: HashMap<i64, StoredRun> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(1000) {
-        let mut q = Sql::new("SELECT ");
-        q.push(RUN_COLUMNS)
-            .push(" FROM runs r WHERE r.id IN ")
-            .bind_list(chunk.iter().copied());
-        let mut bad = None;
-        q.query_direct(conn, |r| {
-            let experiment_id: i64 = r.get(2)?;
-            let uuid: String = r.get(1)?;
-            let status: String = r.get(5)?;
-            match RunStatus::parse(&status) {
-                Ok(status) => {
-                    let info = RunInfo {
-                        run_uuid: uuid.clone(),
-                        run_id: uuid,
-                        run_name: r.get(3)?,
-                        experiment_id: experiment_id.to_string(),
-                        user_id: r.get(4)?,
-                        status,
-                        start_time: r.get(6)?,
-                        end_time: r.get(7)?,
-                        artifact_uri: r.get(9)?,
-                        lifecycle_stage: LifecycleStage::parse(&r.get::<_, String>(8)?),
-                    };
-                    let id = r.get(0)?;
-                    found.insert(id, StoredRun { id, info });
-                }
-                Err(e) => bad = Some(e),
-            }
-            Ok(())
-        })?;
-        if let Some(e) = bad {
-            return Err(e);
-        }
-    }
-    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+/// A run's stored row from a direct SQLite query whose first columns are [`RUN_COLUMNS`].
+pub(crate) fn stored_run_direct(r: &rusqlite::Row<'_>) -> Result<StoredRun> {
+    let uuid: String = r.get(1)?;
+    let status: String = r.get(5)?;
+    let experiment_id: i64 = r.get(2)?;
+    Ok(StoredRun {
+        id: r.get(0)?,
+        info: RunInfo {
+            run_uuid: uuid.clone(),
+            run_id: uuid,
+            run_name: r.get(3)?,
+            experiment_id: experiment_id.to_string(),
+            user_id: r.get(4)?,
+            status: RunStatus::parse(&status)?,
+            start_time: r.get(6)?,
+            end_time: r.get(7)?,
+            artifact_uri: r.get(9)?,
+            lifecycle_stage: LifecycleStage::parse(&r.get::<_, String>(8)?),
+        },
+    })
 }
 
 fn metric_from_row(row: &AnyRow) -> Result<Metric> {

@@ -277,10 +277,11 @@ impl Store {
         let print = fingerprint(&[&scope, &search.filter, &search.order_by.join("\u{1}")]);
         let page = page::start(search.page_token.as_deref(), search.max_results, &print)?;
 
-        // Two passes: first the ids of the page's runs, found and ordered through the runs index
-        // and primary-key probes alone; then the page's rows. Carrying every candidate's full row
-        // through the sort would cost more than the probes. The SELECT list, which names the
-        // order, is put in front last.
+        // On PostgreSQL, two passes in one statement: the ids of the page's runs, found and
+        // ordered through the runs index and primary-key probes alone, then the page's rows. On
+        // SQLite the page's run rows come with the order (its sorter keeps only the page's rows),
+        // then their params, tags and metrics. The SELECT list, which names the order, is put in
+        // front last.
         let mut sql = Sql::new(" FROM runs r");
         // Order terms need joins, which must come before WHERE; placeholders are numbered in
         // text order, so the joins are written first.
@@ -393,7 +394,7 @@ impl Store {
         let direct = self.direct_readers();
         // PostgreSQL reads both passes in one statement: the ids, numbered in the order.
         let select = match direct {
-            Some(_) => "SELECT r.id".to_string(),
+            Some(_) => format!("SELECT {}", crate::runs::RUN_COLUMNS),
             None => format!("SELECT r.id, row_number() OVER (ORDER BY {terms}) AS ord"),
         };
         sql.enclose(&select, &format!(" ORDER BY {terms}"));
@@ -413,13 +414,13 @@ impl Store {
         // SQLite: the whole page in one blocking call on a direct connection.
         let (fetched, items) = readers
             .run(move |conn| {
-                let mut ids: Vec<i64> = Vec::new();
+                let mut stored = Vec::new();
                 sql.query_direct(conn, |r| {
-                    ids.push(r.get(0)?);
+                    stored.push(crate::runs::stored_run_direct(r));
                     Ok(())
                 })?;
-                let stored = crate::runs::load_runs_direct(conn, &ids)?;
-                Ok((ids.len(), crate::runs::attach_data_direct(conn, stored)?))
+                let stored = stored.into_iter().collect::<Result<Vec<_>>>()?;
+                Ok((stored.len(), crate::runs::attach_data_direct(conn, stored)?))
             })
             .await?;
         Ok(SearchPage {
