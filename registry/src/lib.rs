@@ -19,6 +19,7 @@ pub mod logged_models;
 pub mod models;
 pub mod page;
 pub mod realized;
+pub mod rendered;
 mod run_names;
 pub mod runs;
 pub mod scores;

@@ -1002,56 +1002,25 @@ impl Store {
         if run_uuids.is_empty() {
             return Ok(HashMap::new());
         }
-        let queries: Vec<Sql> = run_uuids
-            .chunks(1000)
-            .map(|chunk| {
-                let mut sql = Sql::new(
-                    "SELECT source_type, source_id, destination_id, step FROM inputs \
-                     WHERE source_type IN ('RUN_INPUT', 'RUN_OUTPUT') \
-                     AND destination_type IN ('MODEL_INPUT', 'MODEL_OUTPUT') AND source_id IN ",
-                );
-                sql.bind_list(chunk.iter().map(String::as_str))
-                    .push(" ORDER BY source_id, step, destination_id");
-                sql
-            })
-            .collect();
-        // (source_type, run, model, step)
-        let mut links: Vec<(String, String, String, i64)> = Vec::new();
         if let Some(readers) = self.direct_readers() {
-            links = readers
-                .run(move |conn| {
-                    for sql in queries {
-                        sql.query_direct(conn, |r| {
-                            links.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
-                            Ok(())
-                        })?;
-                    }
-                    Ok(links)
-                })
-                .await?;
-        } else {
-            let mut conn = self.read.acquire().await?;
-            for sql in queries {
-                for row in sql.fetch_all(&mut conn).await? {
-                    links.push((
-                        row.try_get("source_type")?,
-                        row.try_get("source_id")?,
-                        row.try_get("destination_id")?,
-                        row.try_get("step")?,
-                    ));
-                }
+            let run_uuids = run_uuids.to_vec();
+            return readers
+                .run(move |conn| run_models_direct(conn, &run_uuids))
+                .await;
+        }
+        let mut links = Vec::new();
+        let mut conn = self.read.acquire().await?;
+        for sql in run_models_queries(run_uuids) {
+            for row in sql.fetch_all(&mut conn).await? {
+                links.push((
+                    row.try_get("source_type")?,
+                    row.try_get("source_id")?,
+                    row.try_get("destination_id")?,
+                    row.try_get("step")?,
+                ));
             }
         }
-        let mut out: HashMap<String, RunModels> = HashMap::new();
-        for (kind, run, model_id, step) in links {
-            let models = out.entry(run).or_default();
-            if kind == "RUN_INPUT" {
-                models.inputs.push(model_id);
-            } else {
-                models.outputs.push(ModelOutput { model_id, step });
-            }
-        }
-        Ok(out)
+        Ok(run_models_from(links))
     }
 
     /// Live logged models of the given experiments that match the search, in its order: by
@@ -1809,6 +1778,52 @@ impl Lexer<'_> {
 /// Letters, digits and `_` (sqlparse's word characters).
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
+}
+
+/// The queries for the logged-model links of `run_uuids`, one per 1000 runs.
+fn run_models_queries(run_uuids: &[String]) -> Vec<Sql> {
+    run_uuids
+        .chunks(1000)
+        .map(|chunk| {
+            let mut sql = Sql::new(
+                "SELECT source_type, source_id, destination_id, step FROM inputs \
+                 WHERE source_type IN ('RUN_INPUT', 'RUN_OUTPUT') \
+                 AND destination_type IN ('MODEL_INPUT', 'MODEL_OUTPUT') AND source_id IN ",
+            );
+            sql.bind_list(chunk.iter().map(String::as_str))
+                .push(" ORDER BY source_id, step, destination_id");
+            sql
+        })
+        .collect()
+}
+
+/// [`Store::run_models`] on a direct SQLite connection, inside the caller's read.
+pub(crate) fn run_models_direct(
+    conn: &rusqlite::Connection,
+    run_uuids: &[String],
+) -> Result<HashMap<String, RunModels>> {
+    let mut links = Vec::new();
+    for sql in run_models_queries(run_uuids) {
+        sql.query_direct(conn, |r| {
+            links.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+            Ok(())
+        })?;
+    }
+    Ok(run_models_from(links))
+}
+
+/// The links by run, from (source_type, run, model, step) rows in the queries' order.
+fn run_models_from(links: Vec<(String, String, String, i64)>) -> HashMap<String, RunModels> {
+    let mut out: HashMap<String, RunModels> = HashMap::new();
+    for (kind, run, model_id, step) in links {
+        let models = out.entry(run).or_default();
+        if kind == "RUN_INPUT" {
+            models.inputs.push(model_id);
+        } else {
+            models.outputs.push(ModelOutput { model_id, step });
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -711,6 +711,17 @@ fn insert_metrics(run_uuid: &str, metrics: &[Metric]) -> Sql {
     sql
 }
 
+/// The statement moving the run's version once a batch of metric points is in (SQLite, whose
+/// searches keep rendered runs by version: see migration 0013). A trigger on `latest_metrics`
+/// would move it once per point. Other backends: none.
+fn metrics_moved_version(backend: Backend, run_uuid: &str) -> Option<Sql> {
+    (backend == Backend::Sqlite).then(|| {
+        let mut sql = Sql::new("UPDATE runs SET data_version = data_version + 1 WHERE run_uuid = ");
+        sql.bind(run_uuid);
+        sql
+    })
+}
+
 /// Points the metric log holds before a write moves them into `metrics`: a move writes each of
 /// the history's leaves it touches once for many batches, and a metric's history reads at most
 /// this many log rows besides its own.
@@ -994,6 +1005,7 @@ impl Store {
                 run_id,
             );
             let mut statements = vec![insert_metrics(run_id, metrics), audit];
+            statements.extend(metrics_moved_version(self.backend(), run_id));
             statements.extend(move_metric_log(self.backend()));
             let changed = conn.transaction(statements).await?;
             if changed[1] == 1 {
@@ -1013,7 +1025,8 @@ impl Store {
         write_tags(&mut tx, &run, tags).await?;
         if !metrics.is_empty() {
             insert_metrics(run_id, metrics).execute(&mut tx).await?;
-            for statement in move_metric_log(self.backend()) {
+            let moved = metrics_moved_version(self.backend(), run_id);
+            for statement in moved.into_iter().chain(move_metric_log(self.backend())) {
                 statement.execute(&mut tx).await?;
             }
         }

@@ -3,17 +3,22 @@
 //! value bound, and paged with [`crate::page`] tokens.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use sqlx::Row;
 
 use crate::db::Store;
 use crate::error::{Error, Result};
 use crate::experiments::{Experiment, Tag, ViewType, experiment_from_row};
+use crate::logged_models::RunModels;
 use crate::models::{
     ModelAlias, ModelVersion, RegisteredModel, attach_version_details, model_from_row,
     version_from_row,
 };
 use crate::page;
+use crate::rendered::RenderedRuns;
 use crate::runs::Run;
 use crate::search_filter::{self as filter, Comparison, Dialect, Entity, Op, Value};
 use crate::sql::Sql;
@@ -248,170 +253,203 @@ fn push_order(terms: &mut Vec<String>, expr: &str, ascending: bool) {
     terms.push(format!("{expr} {}", if ascending { "ASC" } else { "DESC" }));
 }
 
-impl Store {
-    /// Runs in the given experiments matching the filter, in the requested order.
-    #[tracing::instrument(skip(self))]
-    pub async fn search_runs(&self, search: &RunSearch) -> Result<SearchPage<Run>> {
-        if search.experiment_ids.is_empty() {
-            return Err(Error::invalid(
-                "search_runs needs at least one experiment id",
-            ));
-        }
-        if search.experiment_ids.len() > MAX_SEARCH_VALUES {
-            return Err(Error::invalid(format!(
-                "search_runs takes at most {MAX_SEARCH_VALUES} experiment ids; got {}",
-                search.experiment_ids.len()
-            )));
-        }
-        let mut ids = Vec::with_capacity(search.experiment_ids.len());
-        for id in &search.experiment_ids {
-            ids.push(id.parse::<i64>().map_err(|_| {
-                Error::invalid(format!(
-                    "Invalid experiment id '{id}': experiment ids are integers"
-                ))
-            })?);
-        }
-        let comparisons = parse(Dialect::Runs, &search.filter)?;
-        let order = parse_order(Dialect::Runs, &search.order_by)?;
-        let scope = format!("{:?}{:?}", ids, search.view);
-        let print = fingerprint(&[&scope, &search.filter, &search.order_by.join("\u{1}")]);
-        let page = page::start(search.page_token.as_deref(), search.max_results, &print)?;
+/// A run search's statement but for its SELECT list (put in front by the caller): its joins,
+/// conditions and order, and the page it is for.
+struct RunPageQuery {
+    /// From ` FROM runs r` to the end of the WHERE clause.
+    sql: Sql,
+    /// The ORDER BY terms.
+    terms: String,
+    page: page::Page,
+    /// The search's fingerprint, which its page tokens carry.
+    print: String,
+}
 
-        // On PostgreSQL, two passes in one statement: the ids of the page's runs, found and
-        // ordered through the runs index and primary-key probes alone, then the page's rows. On
-        // SQLite the page's run rows come with the order (its sorter keeps only the page's rows),
-        // then their params, tags and metrics. The SELECT list, which names the order, is put in
-        // front last.
-        let mut sql = Sql::new(" FROM runs r");
-        // Order terms need joins, which must come before WHERE; placeholders are numbered in
-        // text order, so the joins are written first.
-        let mut terms = Vec::new();
-        let mut ordered_by_start = false;
-        let mut ordered_by_id = false;
-        // Metrics already joined for the order, by key: a filter on the same metric reads the
-        // joined row instead of probing `latest_metrics` a second time for every candidate.
-        let mut joined_metrics: HashMap<&str, String> = HashMap::new();
-        for (i, o) in order.iter().enumerate() {
-            let alias = format!("o{i}");
-            match o.entity {
-                Entity::Metric => {
-                    joined_metrics
-                        .entry(o.key.as_str())
-                        .or_insert_with(|| alias.clone());
-                    sql.push(&format!(" LEFT JOIN latest_metrics {alias} ON {alias}.run_id = r.id AND {alias}.key = "))
-                        .bind(o.key.as_str());
-                    // Present values first, then NaN, then runs without the metric (MLflow's order).
-                    terms.push(format!(
+impl RunPageQuery {
+    /// The whole statement: `select` in front, then the order and the page's bounds.
+    fn finish(&mut self, select: &str) {
+        self.sql
+            .enclose(select, &format!(" ORDER BY {}", self.terms));
+        self.sql
+            .push(" LIMIT ")
+            .bind(self.page.limit)
+            .push(" OFFSET ")
+            .bind(self.page.offset);
+    }
+}
+
+fn run_page_query(search: &RunSearch) -> Result<RunPageQuery> {
+    if search.experiment_ids.is_empty() {
+        return Err(Error::invalid(
+            "search_runs needs at least one experiment id",
+        ));
+    }
+    if search.experiment_ids.len() > MAX_SEARCH_VALUES {
+        return Err(Error::invalid(format!(
+            "search_runs takes at most {MAX_SEARCH_VALUES} experiment ids; got {}",
+            search.experiment_ids.len()
+        )));
+    }
+    let mut ids = Vec::with_capacity(search.experiment_ids.len());
+    for id in &search.experiment_ids {
+        ids.push(id.parse::<i64>().map_err(|_| {
+            Error::invalid(format!(
+                "Invalid experiment id '{id}': experiment ids are integers"
+            ))
+        })?);
+    }
+    let comparisons = parse(Dialect::Runs, &search.filter)?;
+    let order = parse_order(Dialect::Runs, &search.order_by)?;
+    let scope = format!("{:?}{:?}", ids, search.view);
+    let print = fingerprint(&[&scope, &search.filter, &search.order_by.join("\u{1}")]);
+    let page = page::start(search.page_token.as_deref(), search.max_results, &print)?;
+
+    // On PostgreSQL, two passes in one statement: the ids of the page's runs, found and
+    // ordered through the runs index and primary-key probes alone, then the page's rows. On
+    // SQLite the page's run rows come with the order (its sorter keeps only the page's rows),
+    // then their params, tags and metrics. The SELECT list, which names the order, is put in
+    // front last.
+    let mut sql = Sql::new(" FROM runs r");
+    // Order terms need joins, which must come before WHERE; placeholders are numbered in
+    // text order, so the joins are written first.
+    let mut terms = Vec::new();
+    let mut ordered_by_start = false;
+    let mut ordered_by_id = false;
+    // Metrics already joined for the order, by key: a filter on the same metric reads the
+    // joined row instead of probing `latest_metrics` a second time for every candidate.
+    let mut joined_metrics: HashMap<&str, String> = HashMap::new();
+    for (i, o) in order.iter().enumerate() {
+        let alias = format!("o{i}");
+        match o.entity {
+            Entity::Metric => {
+                joined_metrics
+                    .entry(o.key.as_str())
+                    .or_insert_with(|| alias.clone());
+                sql.push(&format!(
+                    " LEFT JOIN latest_metrics {alias} ON {alias}.run_id = r.id AND {alias}.key = "
+                ))
+                .bind(o.key.as_str());
+                // Present values first, then NaN, then runs without the metric (MLflow's order).
+                terms.push(format!(
                         "CASE WHEN {alias}.run_id IS NULL THEN 2 WHEN {alias}.is_nan = 1 THEN 1 ELSE 0 END"
                     ));
-                    terms.push(format!(
-                        "{alias}.value {}",
-                        if o.ascending { "ASC" } else { "DESC" }
-                    ));
-                }
-                Entity::Param | Entity::Tag => {
-                    let table = if o.entity == Entity::Param {
-                        "params"
-                    } else {
-                        "tags"
-                    };
-                    sql.push(&format!(
-                        " LEFT JOIN {table} {alias} ON {alias}.run_id = r.id AND {alias}.key = "
-                    ))
-                    .bind(o.key.as_str());
-                    push_order(&mut terms, &format!("{alias}.value"), o.ascending);
-                }
-                Entity::Attribute => {
-                    let column = run_attribute_column(&o.key)?;
-                    ordered_by_start |= column == "r.start_time";
-                    ordered_by_id |= column == "r.run_uuid";
-                    push_order(&mut terms, column, o.ascending);
-                }
-                Entity::Dataset => {
-                    return Err(Error::invalid("runs cannot be ordered by datasets"));
-                }
+                terms.push(format!(
+                    "{alias}.value {}",
+                    if o.ascending { "ASC" } else { "DESC" }
+                ));
+            }
+            Entity::Param | Entity::Tag => {
+                let table = if o.entity == Entity::Param {
+                    "params"
+                } else {
+                    "tags"
+                };
+                sql.push(&format!(
+                    " LEFT JOIN {table} {alias} ON {alias}.run_id = r.id AND {alias}.key = "
+                ))
+                .bind(o.key.as_str());
+                push_order(&mut terms, &format!("{alias}.value"), o.ascending);
+            }
+            Entity::Attribute => {
+                let column = run_attribute_column(&o.key)?;
+                ordered_by_start |= column == "r.start_time";
+                ordered_by_id |= column == "r.run_uuid";
+                push_order(&mut terms, column, o.ascending);
+            }
+            Entity::Dataset => {
+                return Err(Error::invalid("runs cannot be ordered by datasets"));
             }
         }
-        sql.push(" WHERE r.experiment_id IN ")
-            .bind_list(ids.iter().copied());
-        sql.push(" AND r.lifecycle_stage IN ")
-            .bind_list(search.view.stages().iter().copied());
-        for c in &comparisons {
-            sql.push(" AND ");
-            match c.entity {
-                Entity::Metric => match joined_metrics.get(c.key.as_str()) {
-                    // (run_id, key) is the key of `latest_metrics`: the joined row is the only
-                    // one EXISTS could find.
-                    Some(alias) => {
-                        sql.push(&format!(
-                            "({alias}.run_id IS NOT NULL AND {alias}.is_nan = 0 AND "
-                        ));
-                        push_comparison(&mut sql, &format!("{alias}.value"), c.op, &c.value)?;
-                        sql.push(")");
-                    }
-                    None => {
-                        sql.push(
+    }
+    sql.push(" WHERE r.experiment_id IN ")
+        .bind_list(ids.iter().copied());
+    sql.push(" AND r.lifecycle_stage IN ")
+        .bind_list(search.view.stages().iter().copied());
+    for c in &comparisons {
+        sql.push(" AND ");
+        match c.entity {
+            Entity::Metric => match joined_metrics.get(c.key.as_str()) {
+                // (run_id, key) is the key of `latest_metrics`: the joined row is the only
+                // one EXISTS could find.
+                Some(alias) => {
+                    sql.push(&format!(
+                        "({alias}.run_id IS NOT NULL AND {alias}.is_nan = 0 AND "
+                    ));
+                    push_comparison(&mut sql, &format!("{alias}.value"), c.op, &c.value)?;
+                    sql.push(")");
+                }
+                None => {
+                    sql.push(
                             "EXISTS (SELECT 1 FROM latest_metrics kv WHERE kv.run_id = r.id AND kv.key = ",
                         )
                         .bind(c.key.as_str())
                         .push(" AND kv.is_nan = 0 AND ");
-                        push_comparison(&mut sql, "kv.value", c.op, &c.value)?;
-                        sql.push(")");
-                    }
-                },
-                Entity::Param => push_key_value(&mut sql, "params", "run_id", "r.id", c)?,
-                Entity::Tag => push_key_value(&mut sql, "tags", "run_id", "r.id", c)?,
-                Entity::Attribute => {
-                    push_comparison(&mut sql, run_attribute_column(&c.key)?, c.op, &c.value)?
+                    push_comparison(&mut sql, "kv.value", c.op, &c.value)?;
+                    sql.push(")");
                 }
-                Entity::Dataset => {
-                    sql.push(
+            },
+            Entity::Param => push_key_value(&mut sql, "params", "run_id", "r.id", c)?,
+            Entity::Tag => push_key_value(&mut sql, "tags", "run_id", "r.id", c)?,
+            Entity::Attribute => {
+                push_comparison(&mut sql, run_attribute_column(&c.key)?, c.op, &c.value)?
+            }
+            Entity::Dataset => {
+                sql.push(
                         "EXISTS (SELECT 1 FROM inputs i JOIN input_datasets d ON d.dataset_uuid = i.source_id \
                          LEFT JOIN input_tags it ON it.input_uuid = i.input_uuid AND it.name = 'mlflow.data.context' \
                          WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' \
                          AND i.destination_id = r.run_uuid AND ",
                     );
-                    let column = match c.key.as_str() {
-                        "name" => "d.name",
-                        "digest" => "d.digest",
-                        "context" => "it.value",
-                        other => {
-                            return Err(Error::invalid(format!("Invalid dataset key '{other}'")));
-                        }
-                    };
-                    push_comparison(&mut sql, column, c.op, &c.value)?;
-                    sql.push(")");
-                }
+                let column = match c.key.as_str() {
+                    "name" => "d.name",
+                    "digest" => "d.digest",
+                    "context" => "it.value",
+                    other => {
+                        return Err(Error::invalid(format!("Invalid dataset key '{other}'")));
+                    }
+                };
+                push_comparison(&mut sql, column, c.op, &c.value)?;
+                sql.push(")");
             }
         }
-        if !ordered_by_start {
-            terms.push("r.start_time DESC".into());
-        }
-        if !ordered_by_id {
-            terms.push("r.run_uuid ASC".into());
-        }
-        let terms = terms.join(", ");
-        let direct = self.direct_readers();
-        // PostgreSQL reads both passes in one statement: the ids, numbered in the order.
-        let select = match direct {
-            Some(_) => format!("SELECT {}", crate::runs::RUN_COLUMNS),
-            None => format!("SELECT r.id, row_number() OVER (ORDER BY {terms}) AS ord"),
-        };
-        sql.enclose(&select, &format!(" ORDER BY {terms}"));
-        sql.push(" LIMIT ")
-            .bind(page.limit)
-            .push(" OFFSET ")
-            .bind(page.offset);
-        let Some(readers) = direct else {
-            sql.planned_per_call();
+    }
+    if !ordered_by_start {
+        terms.push("r.start_time DESC".into());
+    }
+    if !ordered_by_id {
+        terms.push("r.run_uuid ASC".into());
+    }
+    let terms = terms.join(", ");
+    Ok(RunPageQuery {
+        sql,
+        terms,
+        page,
+        print,
+    })
+}
+
+impl Store {
+    /// Runs in the given experiments matching the filter, in the requested order.
+    #[tracing::instrument(skip(self))]
+    pub async fn search_runs(&self, search: &RunSearch) -> Result<SearchPage<Run>> {
+        let mut q = run_page_query(search)?;
+        let Some(readers) = self.direct_readers() else {
+            // PostgreSQL reads both passes in one statement: the ids, numbered in the order.
+            q.finish(&format!(
+                "SELECT r.id, row_number() OVER (ORDER BY {}) AS ord",
+                q.terms
+            ));
+            q.sql.planned_per_call();
             let mut conn = self.read.acquire().await?;
-            let items = crate::runs::load_page_postgres(&mut conn, sql).await?;
+            let items = crate::runs::load_page_postgres(&mut conn, q.sql).await?;
             return Ok(SearchPage {
-                next_page_token: page::next(page, items.len(), &print),
+                next_page_token: page::next(q.page, items.len(), &q.print),
                 items,
             });
         };
         // SQLite: the whole page in one blocking call on a direct connection.
+        q.finish(&format!("SELECT {}", crate::runs::RUN_COLUMNS));
+        let sql = q.sql;
         let (fetched, items) = readers
             .run(move |conn| {
                 let mut stored = Vec::new();
@@ -425,7 +463,84 @@ impl Store {
             .await?;
         Ok(SearchPage {
             items,
-            next_page_token: page::next(page, fetched, &print),
+            next_page_token: page::next(q.page, fetched, &q.print),
+        })
+    }
+
+    /// [`Store::search_runs`], each run of the page rendered by `render` (given the run and its
+    /// logged-model links). On SQLite, a run whose rendering `kept` holds at the run's current
+    /// version is not read or rendered again, and new renderings are kept (see
+    /// [`RenderedRuns`]).
+    pub async fn search_runs_rendered<F>(
+        &self,
+        search: &RunSearch,
+        kept: &Arc<RenderedRuns>,
+        render: F,
+    ) -> Result<SearchPage<Bytes>>
+    where
+        F: Fn(&Run, &RunModels) -> Bytes + Send + 'static,
+    {
+        let none = RunModels::default();
+        let Some(readers) = self.direct_readers() else {
+            let page = self.search_runs(search).await?;
+            let ids: Vec<String> = page.items.iter().map(|r| r.info.run_id.clone()).collect();
+            let models = self.run_models(&ids).await?;
+            return Ok(SearchPage {
+                items: page
+                    .items
+                    .iter()
+                    .map(|r| render(r, models.get(&r.info.run_id).unwrap_or(&none)))
+                    .collect(),
+                next_page_token: page.next_page_token,
+            });
+        };
+        let mut q = run_page_query(search)?;
+        q.finish(&format!(
+            "SELECT {}, r.data_version",
+            crate::runs::RUN_COLUMNS
+        ));
+        let sql = q.sql;
+        let kept = kept.clone();
+        let (fetched, items) = readers
+            .run(move |conn| {
+                let mut rows = Vec::new();
+                sql.query_direct(conn, |r| {
+                    let version: i64 = r.get(10)?;
+                    rows.push(crate::runs::stored_run_direct(r).map(|run| (run, version)));
+                    Ok(())
+                })?;
+                let fetched = rows.len();
+                let mut items: Vec<Option<Bytes>> = Vec::with_capacity(fetched);
+                // (place on the page, row id, version) and the run, of runs to render
+                let mut places = Vec::new();
+                let mut stale = Vec::new();
+                for row in rows {
+                    let (run, version) = row?;
+                    match kept.get(run.id, &run.info.run_uuid, version) {
+                        Some(body) => items.push(Some(body)),
+                        None => {
+                            places.push((items.len(), run.id, version));
+                            items.push(None);
+                            stale.push(run);
+                        }
+                    }
+                }
+                if !stale.is_empty() {
+                    let runs = crate::runs::attach_data_direct(conn, stale)?;
+                    let uuids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+                    let models = crate::logged_models::run_models_direct(conn, &uuids)?;
+                    for ((place, id, version), run) in places.into_iter().zip(runs) {
+                        let body = render(&run, models.get(&run.info.run_id).unwrap_or(&none));
+                        kept.put(id, &run.info.run_uuid, version, body.clone());
+                        items[place] = Some(body);
+                    }
+                }
+                Ok((fetched, items.into_iter().flatten().collect::<Vec<_>>()))
+            })
+            .await?;
+        Ok(SearchPage {
+            items,
+            next_page_token: page::next(q.page, fetched, &q.print),
         })
     }
 

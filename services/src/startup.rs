@@ -81,6 +81,7 @@ impl Application {
             config: Arc::new(config),
             metrics: Default::default(),
             scheduler,
+            mlflow_runs: Default::default(),
         };
         Ok(Application {
             listener,

@@ -8,6 +8,14 @@ mod store_support;
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{self, AtomicUsize};
+
+use bytes::Bytes;
+use refit_registry::Store;
+use refit_registry::logged_models::{ModelOutput, NewLoggedModel, RunModels};
+use refit_registry::rendered::RenderedRuns;
+use refit_registry::runs::Run;
 
 use refit_registry::experiments::{Tag, ViewType};
 use refit_registry::runs::{Dataset, DatasetInput, Metric, NewRun, Param, RunStatus, RunUpdate};
@@ -1053,6 +1061,170 @@ async fn results_carry_run_data(db: Db) {
     );
 }
 
+/// A run as the rendered searches below render it: every field the registry returns.
+fn render(run: &Run, models: &RunModels) -> Bytes {
+    Bytes::from(format!("{run:?} {models:?}"))
+}
+
+/// The rendered search's answer, and how many runs it rendered for it.
+async fn rendered(s: &Store, search: &RunSearch, kept: &Arc<RenderedRuns>) -> (Vec<Bytes>, usize) {
+    let renders = Arc::new(AtomicUsize::new(0));
+    let counter = renders.clone();
+    let page = s
+        .search_runs_rendered(search, kept, move |run, models| {
+            counter.fetch_add(1, atomic::Ordering::SeqCst);
+            render(run, models)
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.next_page_token, None);
+    (page.items, renders.load(atomic::Ordering::SeqCst))
+}
+
+/// What a search without kept renderings answers.
+async fn fresh_render(s: &Store, search: &RunSearch) -> Vec<Bytes> {
+    let page = s.search_runs(search).await.unwrap();
+    let ids: Vec<String> = page.items.iter().map(|r| r.info.run_id.clone()).collect();
+    let models = s.run_models(&ids).await.unwrap();
+    page.items
+        .iter()
+        .map(|r| render(r, &models.get(&r.info.run_id).cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// After every kind of write to what a run's answer shows, the rendered search answers as a fresh
+/// one does; on SQLite it renders again exactly the run written to (none when a write changed
+/// nothing shown), on PostgreSQL every run.
+async fn rendered_search_follows_every_write(db: Db) {
+    let f = fixture(db).await;
+    let s = &f.t.store;
+    let kept = Arc::new(RenderedRuns::default());
+    let search = f.search("", &["metrics.acc DESC"], ViewType::All);
+    let (first, n) = rendered(s, &search, &kept).await;
+    assert_eq!(first.len(), N);
+    assert_eq!(n, N, "nothing kept yet");
+    assert_eq!(first, fresh_render(s, &search).await);
+    let check = async |what: &str, changed: usize| {
+        let (items, n) = rendered(s, &search, &kept).await;
+        let want = fresh_render(s, &search).await;
+        assert_eq!(items.len(), want.len(), "after {what}");
+        if let Some(i) = (0..want.len()).find(|&i| items[i] != want[i]) {
+            panic!(
+                "after {what}, the page's run {i} is\n{:?}\nbut is now\n{:?}",
+                items[i], want[i]
+            );
+        }
+        let want = if db == Db::Sqlite { changed } else { N };
+        assert_eq!(n, want, "runs rendered after {what}");
+    };
+    check("no write", 0).await;
+
+    let run = |i: usize| f.runs[i].id.as_str();
+    let param = |key: &str, value: &str| Param {
+        key: key.into(),
+        value: value.into(),
+    };
+    s.log_batch(&alice(), run(0), &[], &[param("extra", "1")], &[])
+        .await
+        .unwrap();
+    check("a new param", 1).await;
+    s.log_batch(&alice(), run(1), &[], &[], &[tag("stage", "a")])
+        .await
+        .unwrap();
+    check("a new tag", 1).await;
+    s.log_batch(&alice(), run(1), &[], &[], &[tag("stage", "b")])
+        .await
+        .unwrap();
+    check("a changed tag", 1).await;
+    s.delete_run_tag(&alice(), run(1), "stage").await.unwrap();
+    check("a deleted tag", 1).await;
+    s.log_batch(&alice(), run(2), &[metric("acc", 0.99, 50)], &[], &[])
+        .await
+        .unwrap();
+    check("a newer metric point", 1).await;
+    s.log_batch(&alice(), run(2), &[metric("acc", 0.5, 0)], &[], &[])
+        .await
+        .unwrap();
+    // A batch of points moves its run's version whether or not one is the newest.
+    check("an older metric point, not the latest", 1).await;
+    s.log_batch(&alice(), run(4), &[metric("new", 1.0, 0)], &[], &[])
+        .await
+        .unwrap();
+    check("a new metric", 1).await;
+    s.log_inputs(
+        &alice(),
+        run(5),
+        &[DatasetInput {
+            tags: vec![tag("mlflow.data.context", "eval")],
+            dataset: Dataset {
+                name: "eval-b".into(),
+                digest: "d-eval-b".into(),
+                source_type: "local".into(),
+                source: "{}".into(),
+                schema: None,
+                profile: None,
+            },
+        }],
+    )
+    .await
+    .unwrap();
+    check("a dataset input", 1).await;
+    let model = s
+        .create_logged_model(
+            &alice(),
+            NewLoggedModel {
+                experiment_id: f.exp.clone(),
+                name: Some("m".into()),
+                ..NewLoggedModel::default()
+            },
+        )
+        .await
+        .unwrap();
+    check("a logged model", 0).await;
+    s.log_run_model_outputs(
+        &alice(),
+        run(6),
+        &[ModelOutput {
+            model_id: model.model_id.clone(),
+            step: 2,
+        }],
+    )
+    .await
+    .unwrap();
+    check("a model output", 1).await;
+    s.log_run_model_inputs(&alice(), run(7), std::slice::from_ref(&model.model_id))
+        .await
+        .unwrap();
+    check("a model input", 1).await;
+    s.update_run(
+        &alice(),
+        run(8),
+        RunUpdate {
+            status: Some(RunStatus::Killed),
+            end_time: Some(BASE + 99),
+            run_name: None,
+        },
+    )
+    .await
+    .unwrap();
+    check("an ended run", 1).await;
+    s.update_run(
+        &alice(),
+        run(9),
+        RunUpdate {
+            run_name: Some("renamed".into()),
+            ..RunUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    check("a renamed run", 1).await;
+    s.delete_run(&alice(), run(10)).await.unwrap();
+    check("a deleted run", 1).await;
+    s.restore_run(&alice(), run(10)).await.unwrap();
+    check("a restored run", 1).await;
+}
+
 on_both_databases!(
     metric_and_start_time_comparisons,
     string_comparisons_and_case,
@@ -1063,4 +1235,5 @@ on_both_databases!(
     page_tokens_are_bound_to_their_query,
     invalid_filters_and_orders,
     results_carry_run_data,
+    rendered_search_follows_every_write,
 );

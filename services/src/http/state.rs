@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use refit_registry::Store;
+use refit_registry::rendered::RenderedRuns;
 use refit_scorer::monitoring::DriftMonitors;
 use refit_scorer::serving::ModelServer;
 use refit_scorer::stream::StreamHub;
@@ -30,4 +31,6 @@ pub struct AppState {
     pub streams: Arc<StreamHub>,
     /// Drift monitors per (dataset, model, version); their reports feed the drift triggers.
     pub drift: Arc<DriftMonitors>,
+    /// Runs as MLflow's `runs/search` answered them, reused while a run is unchanged.
+    pub mlflow_runs: Arc<RenderedRuns>,
 }

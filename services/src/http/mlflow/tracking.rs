@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine;
+use bytes::Bytes;
 use std::collections::HashMap;
 
 use refit_registry::experiments::{Experiment, LifecycleStage, Tag, ViewType};
@@ -1113,35 +1114,45 @@ async fn search_runs(
     if req.experiment_ids.is_empty() {
         return Ok(wire::empty());
     }
+    let search = RunSearch {
+        experiment_ids: req.experiment_ids,
+        filter: req.filter.unwrap_or_default(),
+        order_by: req.order_by,
+        max_results,
+        page_token: req.page_token.filter(|t| !t.is_empty()),
+        view,
+    };
     let page = state
         .store
-        .search_runs(&RunSearch {
-            experiment_ids: req.experiment_ids,
-            filter: req.filter.unwrap_or_default(),
-            order_by: req.order_by,
-            max_results,
-            page_token: req.page_token.filter(|t| !t.is_empty()),
-            view,
+        .search_runs_rendered(&search, &state.mlflow_runs, |run, models| {
+            let json = serde_json::to_vec(&WireRun::new(run, Some(models)))
+                .expect("a run always serialises");
+            Bytes::from(json)
         })
         .await?;
-    let models = models_of(&state, &page.items).await?;
-    let none = RunModels::default();
-    /// The page, serialised straight from the runs (no intermediate JSON tree).
-    #[derive(Serialize)]
-    struct Page<'a> {
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        runs: Vec<WireRun<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_page_token: Option<String>,
+    // `{"runs": [...], "next_page_token": ...}` from the runs' JSON; each part is left out when
+    // empty, as protobuf does.
+    let mut body = Vec::with_capacity(page.items.iter().map(|r| r.len() + 1).sum::<usize>() + 64);
+    body.push(b'{');
+    if !page.items.is_empty() {
+        body.extend_from_slice(b"\"runs\":[");
+        for (i, run) in page.items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(run);
+        }
+        body.push(b']');
     }
-    Ok(wire::json(Page {
-        runs: page
-            .items
-            .iter()
-            .map(|r| WireRun::new(r, Some(models.get(&r.info.run_id).unwrap_or(&none))))
-            .collect(),
-        next_page_token: page.next_page_token,
-    }))
+    if let Some(token) = &page.next_page_token {
+        if !page.items.is_empty() {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"\"next_page_token\":");
+        serde_json::to_writer(&mut body, token).expect("a string always serialises");
+    }
+    body.push(b'}');
+    Ok(wire::json_bytes(body))
 }
 
 /// A page token of metric history: base64 of `{"offset": n}`, as MLflow's.

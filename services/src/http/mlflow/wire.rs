@@ -232,6 +232,15 @@ pub fn json<T: Serialize>(value: T) -> Response {
     axum::Json(value).into_response()
 }
 
+/// A response of JSON already written.
+pub fn json_bytes(body: Vec<u8>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 /// MLflow's response for an RPC with an empty response message.
 pub fn empty() -> Response {
     axum::Json(serde_json::json!({})).into_response()
