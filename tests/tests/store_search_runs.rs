@@ -104,6 +104,21 @@ fn tag(key: &str, value: &str) -> Tag {
     }
 }
 
+/// A local dataset's use in `context`.
+fn dataset_input(name: &str, digest: &str, context: &str) -> DatasetInput {
+    DatasetInput {
+        tags: vec![tag("mlflow.data.context", context)],
+        dataset: Dataset {
+            name: name.into(),
+            digest: digest.into(),
+            source_type: "local".into(),
+            source: "{}".into(),
+            schema: None,
+            profile: None,
+        },
+    }
+}
+
 fn metric(key: &str, value: f64, step: i64) -> Metric {
     Metric {
         key: key.into(),
@@ -198,23 +213,9 @@ async fn fixture(db: Db) -> Fixture {
             .await
             .unwrap();
         if let Some((name, digest, context)) = fx.dataset {
-            s.log_inputs(
-                &alice(),
-                &fx.id,
-                &[DatasetInput {
-                    tags: vec![tag("mlflow.data.context", context)],
-                    dataset: Dataset {
-                        name: name.into(),
-                        digest: digest.into(),
-                        source_type: "local".into(),
-                        source: "{}".into(),
-                        schema: None,
-                        profile: None,
-                    },
-                }],
-            )
-            .await
-            .unwrap();
+            s.log_inputs(&alice(), &fx.id, &[dataset_input(name, digest, context)])
+                .await
+                .unwrap();
         }
         if fx.deleted {
             s.delete_run(&alice(), &fx.id).await.unwrap();
@@ -1151,23 +1152,9 @@ async fn rendered_search_follows_every_write(db: Db) {
         .await
         .unwrap();
     check("a new metric", 1).await;
-    s.log_inputs(
-        &alice(),
-        run(5),
-        &[DatasetInput {
-            tags: vec![tag("mlflow.data.context", "eval")],
-            dataset: Dataset {
-                name: "eval-b".into(),
-                digest: "d-eval-b".into(),
-                source_type: "local".into(),
-                source: "{}".into(),
-                schema: None,
-                profile: None,
-            },
-        }],
-    )
-    .await
-    .unwrap();
+    s.log_inputs(&alice(), run(5), &[dataset_input("eval-b", "d3", "eval")])
+        .await
+        .unwrap();
     check("a dataset input", 1).await;
     let model = s
         .create_logged_model(
