@@ -6,13 +6,11 @@
 mod store_support;
 
 use refit_registry::experiments::{LifecycleStage, Tag};
-use refit_registry::runs::{
-    Dataset, DatasetInput, Metric, NewRun, Param, RUN_NAME_TAG, Run, RunStatus, RunUpdate,
-};
+use refit_registry::runs::{Metric, NewRun, Param, RUN_NAME_TAG, Run, RunStatus, RunUpdate};
 use refit_registry::search::RunSearch;
 use refit_registry::{Actor, Store};
 use refit_tests::{Db, on_both_databases};
-use store_support::{TestStore, alice, fresh};
+use store_support::{TestStore, alice, dataset_input, fresh};
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag {
@@ -945,20 +943,6 @@ async fn tags_set_replace_and_delete(db: Db) {
         "No tag with name: k"
     );
     audit.none().await;
-}
-
-fn dataset_input(name: &str, digest: &str, context: &str) -> DatasetInput {
-    DatasetInput {
-        tags: vec![tag("mlflow.data.context", context)],
-        dataset: Dataset {
-            name: name.into(),
-            digest: digest.into(),
-            source_type: "refit-snapshot".into(),
-            source: format!("{{\"snapshot\":\"{name}\"}}"),
-            schema: Some("{\"cols\":3}".into()),
-            profile: None,
-        },
-    }
 }
 
 async fn log_inputs_is_idempotent(db: Db) {

@@ -18,10 +18,10 @@ use refit_registry::rendered::RenderedRuns;
 use refit_registry::runs::Run;
 
 use refit_registry::experiments::{Tag, ViewType};
-use refit_registry::runs::{Dataset, DatasetInput, Metric, NewRun, Param, RunStatus, RunUpdate};
+use refit_registry::runs::{Metric, NewRun, Param, RunStatus, RunUpdate};
 use refit_registry::search::{ExperimentSearch, RunSearch};
 use refit_tests::{Db, on_both_databases};
-use store_support::{TestStore, alice, fresh};
+use store_support::{TestStore, alice, dataset_input, fresh};
 
 const BASE: i64 = 1_700_000_000_000;
 const N: usize = 30;
@@ -101,21 +101,6 @@ fn tag(key: &str, value: &str) -> Tag {
     Tag {
         key: key.into(),
         value: value.into(),
-    }
-}
-
-/// A local dataset's use in `context`.
-fn dataset_input(name: &str, digest: &str, context: &str) -> DatasetInput {
-    DatasetInput {
-        tags: vec![tag("mlflow.data.context", context)],
-        dataset: Dataset {
-            name: name.into(),
-            digest: digest.into(),
-            source_type: "local".into(),
-            source: "{}".into(),
-            schema: None,
-            profile: None,
-        },
     }
 }
 

@@ -4,10 +4,30 @@
 
 #![allow(dead_code, unused_macros)]
 
+use refit_registry::experiments::Tag;
+use refit_registry::runs::{Dataset, DatasetInput};
 use refit_registry::{Actor, AuditEntry, Store};
 use refit_tests::{Db, fresh_database_url, test_store_options};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
+
+/// A use of the snapshot dataset `name` (`digest`) in `context`.
+pub fn dataset_input(name: &str, digest: &str, context: &str) -> DatasetInput {
+    DatasetInput {
+        tags: vec![Tag {
+            key: "mlflow.data.context".into(),
+            value: context.into(),
+        }],
+        dataset: Dataset {
+            name: name.into(),
+            digest: digest.into(),
+            source_type: "refit-snapshot".into(),
+            source: format!("{{\"snapshot\":\"{name}\"}}"),
+            schema: Some("{\"cols\":3}".into()),
+            profile: None,
+        },
+    }
+}
 
 /// The actor every test acts as, unless it says otherwise.
 pub const ACTOR: &str = "alice";
