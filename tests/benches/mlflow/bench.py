@@ -20,8 +20,10 @@ The same workloads run against each, in two modes:
   answer has arrived; decoding the answer's JSON, the same work for either server's answer, is
   timed apart and printed beside the table.
 
-To show how far any server can get through the client, ``search_runs`` also runs through the
-client against a server that answers at once with refit's answer (the client's own time).
+Every timed call also has its caller's CPU time measured (this process's, ``time.process_time``):
+the client's or ``http.client``'s own work, which any server's time adds to. MLflow's time divided
+by the caller's CPU time in refit's run is the ``bound`` column: the most any server could reach on
+this machine at the time of the run.
 
 Workloads (counts divided by 10 with --quick): 2,000 sequential ``log_metric``; 200 ``log_batch`` of
 100 metrics; 1,000 x (``create_run`` + ``log_batch`` of 2 params and 2 metrics), which fills the
@@ -43,7 +45,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import http.client
-import http.server
 import json
 import os
 import shutil
@@ -53,7 +54,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import urllib.error
@@ -293,6 +293,33 @@ class MlflowServer(Server):
 # The two ways of calling: MLflow's client, and raw HTTP
 
 
+def machine_busy() -> float:
+    """The share of the machine's CPU time (all cores) spent busy over the next second."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle, iowait
+        return sum(ticks) - idle, sum(ticks)
+
+    busy0, total0 = sample()
+    time.sleep(1.0)
+    busy1, total1 = sample()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def wait_until_quiet(limit_s: float = 180.0) -> None:
+    """Waits until the machine is idle (under 10 % busy for two seconds in a row): MLflow's server
+    keeps starting job consumers after it answers, and their imports would otherwise load the
+    machine under the first workloads, whichever server they time."""
+    start = time.time()
+    quiet = 0
+    while quiet < 2 and time.time() - start < limit_s:
+        quiet = quiet + 1 if machine_busy() < 0.10 else 0
+    log(f"waited {time.time() - start:.0f} s for the machine to be idle"
+        + ("" if quiet >= 2 else f" (still busy after {limit_s:.0f} s; going on)"))
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -477,8 +504,25 @@ def check(cond: bool, what: str) -> None:
         raise BenchError(f"wrong result: {what}")
 
 
-def throughput(seconds: float, n: int) -> dict:
-    return {"count": n, "seconds": seconds, "per_s": n / seconds, "mean_ms": 1000 * seconds / n}
+class Clock:
+    """Times a block: wall time (`seconds`), and this process's CPU time (`cpu_seconds`): the
+    caller's own work, which any server's time adds to."""
+
+    def __enter__(self) -> Clock:
+        self.cpu_seconds = -time.process_time()
+        self.seconds = -time.perf_counter()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.seconds += time.perf_counter()
+        self.cpu_seconds += time.process_time()
+
+
+def throughput(clock: Clock, n: int) -> dict:
+    return {
+        "count": n, "seconds": clock.seconds, "per_s": n / clock.seconds,
+        "mean_ms": 1000 * clock.seconds / n, "caller_cpu_ms": 1000 * clock.cpu_seconds / n,
+    }  # fmt: skip
 
 
 class Target:
@@ -513,10 +557,9 @@ def w_log_metric(t: Target, ops, n: int) -> dict:
         for i in range(5):
             ops.log_metric(warm, "warm", float(i), now_ms(), i)
         ts = now_ms()
-        start = time.perf_counter()
-        for i in range(n):
-            ops.log_metric(run_id, "loss", 1.0 / (i + 1), ts + i, i)
-        seconds = time.perf_counter() - start
+        with Clock() as clock:
+            for i in range(n):
+                ops.log_metric(run_id, "loss", 1.0 / (i + 1), ts + i, i)
     finally:
         ops.close()
     history = client.get_metric_history(run_id, "loss")
@@ -524,7 +567,7 @@ def w_log_metric(t: Target, ops, n: int) -> dict:
     check(sorted(m.step for m in history) == list(range(n)), "log_metric: steps in the history")
     got = client.get_run(run_id).data.metrics.get("loss")
     check(got == 1.0 / n, f"log_metric: latest loss {got}, expected {1.0 / n}")
-    return throughput(seconds, n)
+    return throughput(clock, n)
 
 
 def batch_metrics(keys, i: int, ts: int):
@@ -541,10 +584,9 @@ def w_log_batch(t: Target, ops, n: int) -> dict:
         for i in range(2):
             ops.log_batch(warm, batch_metrics(keys, i, now_ms()))
         ts = now_ms()
-        start = time.perf_counter()
-        for i in range(n):
-            ops.log_batch(run_id, batch_metrics(keys, i, ts))
-        seconds = time.perf_counter() - start
+        with Clock() as clock:
+            for i in range(n):
+                ops.log_batch(run_id, batch_metrics(keys, i, ts))
     finally:
         ops.close()
     metrics = client.get_run(run_id).data.metrics
@@ -556,7 +598,7 @@ def w_log_batch(t: Target, ops, n: int) -> dict:
     for k in (keys[0], keys[-1]):
         history = client.get_metric_history(run_id, k)
         check(len(history) == n, f"log_batch: {len(history)} of {n} values of {k}")
-    return throughput(seconds, n)
+    return throughput(clock, n)
 
 
 def run_values(i: int, n: int) -> tuple[float, str]:
@@ -575,18 +617,17 @@ def w_create_runs(t: Target, ops, n: int) -> dict:
             ts = now_ms()
             rid = ops.create_run(t.experiments[ops.mode], ts)
             ops.log_batch(rid, [("rmse", 1.0, ts, 0)], [("model", "warm")])
-        start = time.perf_counter()
-        for i in range(n):
-            ts = now_ms()
-            run_id = ops.create_run(experiment_id, ts)
-            rmse, model = run_values(i, n)
-            ops.log_batch(
-                run_id,
-                [("rmse", rmse, ts, 0), ("mae", rmse / 2, ts, 0)],
-                [("model", model), ("depth", str(i % 8))],
-            )
-            logged[run_id] = (rmse, model)
-        seconds = time.perf_counter() - start
+        with Clock() as clock:
+            for i in range(n):
+                ts = now_ms()
+                run_id = ops.create_run(experiment_id, ts)
+                rmse, model = run_values(i, n)
+                ops.log_batch(
+                    run_id,
+                    [("rmse", rmse, ts, 0), ("mae", rmse / 2, ts, 0)],
+                    [("model", model), ("depth", str(i % 8))],
+                )
+                logged[run_id] = (rmse, model)
     finally:
         ops.close()
     t.logged[ops.mode] = {"experiment_id": experiment_id, "runs": logged}
@@ -597,7 +638,7 @@ def w_create_runs(t: Target, ops, n: int) -> dict:
         want = logged.get(r.info.run_id)
         got = (r.data.metrics.get("rmse"), r.data.params.get("model"))
         check(want == got, f"create_run+log_batch: run {r.info.run_id} has {got}, expected {want}")
-    return throughput(seconds, n)
+    return throughput(clock, n)
 
 
 def w_search(t: Target, ops, reps: int) -> dict:
@@ -628,17 +669,18 @@ def w_search(t: Target, ops, reps: int) -> dict:
 
     # Raw: the clock stops when the answer has arrived. Decoding its JSON is the caller's work,
     # the same for both servers' answers; it is timed apart and reported beside the figure.
-    times, decode_times = [], []
+    times, cpu_times, decode_times = [], [], []
     ops.open()
     try:
         for _ in range(2):  # warm-up, untimed
             verify(*ops.decode_search(ops.fetch_search(experiment_id)))
         for _ in range(reps):
-            start = time.perf_counter()
-            answer = ops.fetch_search(experiment_id)
+            with Clock() as clock:
+                answer = ops.fetch_search(experiment_id)
             fetched = time.perf_counter()
             runs, token = ops.decode_search(answer)
-            times.append(fetched - start)
+            times.append(clock.seconds)
+            cpu_times.append(clock.cpu_seconds)
             decode_times.append(time.perf_counter() - fetched)
             verify(runs, token)
     finally:
@@ -655,61 +697,7 @@ def w_search(t: Target, ops, reps: int) -> dict:
         "mean_ms": 1000 * statistics.fmean(times),
         "min_ms": 1000 * min(times),
         "max_ms": 1000 * max(times),
-    }
-
-
-def client_floor(t: Target, reps: int) -> dict:
-    """`search_runs` through the client against a server that answers at once with the answer
-    `t`'s server gave to the client's search: the client's own time, which bounds the ratio any
-    server can reach through the client (MLflow's time through the client / this)."""
-    created = t.logged.get("client") or {}
-    if "experiment_id" not in created:
-        raise BenchError("skipped: create_run + log_batch failed, so there is nothing to search")
-    raw = RawOps(t.server)
-    raw.open()
-    try:
-        answer = raw.fetch_search(created["experiment_id"])
-    finally:
-        raw.close()
-    matches = len(raw.decode_search(answer)[0])
-
-    class Canned(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            ok = self.path == API + "/runs/search"
-            body = answer if ok else b'{"error_code": "ENDPOINT_NOT_FOUND"}'
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST  # noqa: N815 - http.server's name
-
-        def log_message(self, *_args):
-            pass
-
-    canned = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Canned)
-    threading.Thread(target=canned.serve_forever, daemon=True).start()
-    try:
-        ops = ClientOps(MlflowClient(tracking_uri=f"http://127.0.0.1:{canned.server_address[1]}"))
-        times = []
-        for i in range(reps + 2):  # two warm-up calls
-            start = time.perf_counter()
-            runs, _token = ops.fetch_search(created["experiment_id"])
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-            check(len(runs) == matches, f"floor: {len(runs)} runs decoded, {matches} answered")
-    finally:
-        canned.shutdown()
-        canned.server_close()
-    return {
-        "count": reps,
-        "matches": matches,
-        "p50_ms": 1000 * statistics.median(times),
-        "mean_ms": 1000 * statistics.fmean(times),
+        "caller_cpu_ms": 1000 * statistics.median(cpu_times),
     }
 
 
@@ -724,14 +712,13 @@ def w_alias(t: Target, ops, n: int) -> dict:
             check(ops.alias_version(MODEL_NAME, ALIAS) == want, "alias: warm-up call")
         if isinstance(ops, RawOps):
             path = ops.alias_path(MODEL_NAME, ALIAS)
-            start = time.perf_counter()
-            for _ in range(n):
-                got.append(ops.alias_version(MODEL_NAME, ALIAS, path))
+            with Clock() as clock:
+                for _ in range(n):
+                    got.append(ops.alias_version(MODEL_NAME, ALIAS, path))
         else:
-            start = time.perf_counter()
-            for _ in range(n):
-                got.append(ops.alias_version(MODEL_NAME, ALIAS))
-        seconds = time.perf_counter() - start
+            with Clock() as clock:
+                for _ in range(n):
+                    got.append(ops.alias_version(MODEL_NAME, ALIAS))
     finally:
         ops.close()
     wrong = [v for v in got if v != want]
@@ -740,7 +727,7 @@ def w_alias(t: Target, ops, n: int) -> dict:
         f"alias: {len(wrong)} of {n} calls resolved {ALIAS!r} to another version "
         f"(e.g. {wrong[:1]}), expected {want}",
     )
-    return throughput(seconds, n)
+    return throughput(clock, n)
 
 
 def setup(t: Target) -> None:
@@ -826,15 +813,6 @@ def run_all(targets: list[Target], counts: dict, results: dict, errors: list) ->
                     f"p50 {res['p50_ms']:.2f} ms" if "p50_ms" in res else f"{res['per_s']:.1f}/s"
                 )
                 log(f"{label}: {shown}")
-            if (mode, key) == ("client", "search_runs"):
-                refit = next((t for t in targets if t.name == "refit"), None)
-                if refit is not None and "error" not in results[(mode, key)].get("refit", {}):
-                    log("client search_runs against an instant server (refit's answer) ...")
-                    try:
-                        results["floor"] = client_floor(refit, counts[count_key])
-                    except Exception as e:  # noqa: BLE001 - recorded and reported
-                        errors.append({"server": "canned", "mode": mode, "workload": "floor",
-                                       "error": error_text(e)})  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -851,13 +829,23 @@ def fmt_side(res: dict | None, unit: str) -> str:
     return f"{res['per_s']:,.1f}/s ({res['mean_ms']:.2f} ms)"
 
 
+def ms_of(res: dict) -> float:
+    """A side's time per call: p50 for search, the mean otherwise."""
+    return res["p50_ms"] if "p50_ms" in res else res["mean_ms"]
+
+
 def ratio_of(refit: dict | None, ml: dict | None) -> float | None:
     """refit's speed / MLflow's speed."""
     if not refit or not ml or "error" in refit or "error" in ml:
         return None
-    if "p50_ms" in refit:
-        return ml["p50_ms"] / refit["p50_ms"]
-    return refit["per_s"] / ml["per_s"]
+    return ms_of(ml) / ms_of(refit)
+
+
+def bound_of(refit: dict | None, ml: dict | None) -> float | None:
+    """The most any server could reach: MLflow's time / the caller's own CPU time in refit's run."""
+    if ratio_of(refit, ml) is None or refit["caller_cpu_ms"] <= 0:
+        return None
+    return ms_of(ml) / refit["caller_cpu_ms"]
 
 
 def report(results: dict, counts: dict, servers: dict, args, errors: list) -> dict:
@@ -867,23 +855,24 @@ def report(results: dict, counts: dict, servers: dict, args, errors: list) -> di
         for key, label, unit, _fn, count_key in WORKLOADS:
             sides = results.get((mode, key), {})
             refit, ml = sides.get("refit"), sides.get("mlflow")
-            ratio = ratio_of(refit, ml)
+            ratio, bound = ratio_of(refit, ml), bound_of(refit, ml)
             target = TARGETS[mode]
             met = None if ratio is None else ratio >= target
             n = counts[count_key]
             count = f"{counts['runs']:,} runs, x{n}" if key == "search_runs" else f"x{n:,}"
             rows.append([
                 mode, f"{label} {count}", fmt_side(refit, unit), fmt_side(ml, unit),
-                "-" if ratio is None else f"{ratio:,.1f}x", f">= {target:g}x",
+                "-" if ratio is None else f"{ratio:,.1f}x",
+                "-" if bound is None else f"{bound:,.1f}x", f">= {target:g}x",
                 {True: "met", False: "NOT MET", None: "-"}[met],
             ])  # fmt: skip
             summary_rows.append({
-                "mode": mode, "workload": key, "unit": unit, "count": n,
-                "refit": refit, "mlflow": ml, "ratio": ratio, "target": target, "met": met,
+                "mode": mode, "workload": key, "unit": unit, "count": n, "refit": refit,
+                "mlflow": ml, "ratio": ratio, "bound": bound, "target": target, "met": met,
             })  # fmt: skip
-    header = ["mode", "workload", "refit", "mlflow", "refit/mlflow", "target", ""]
+    header = ["mode", "workload", "refit", "mlflow", "refit/mlflow", "bound", "target", ""]
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    right = {2, 3, 4}
+    right = {2, 3, 4, 5}
     lines = []
     for r in [header, ["-" * w for w in widths]] + rows:
         cells = [
@@ -899,7 +888,9 @@ def report(results: dict, counts: dict, servers: dict, args, errors: list) -> di
         print(f"  {name}: {s['version']} at {s['url']}")
     print(
         "  throughput: per second (mean ms per call; create_run + log_batch: per run, 2 calls);"
-        " search: p50 (mean)\n  ratio = refit's speed / mlflow's speed"
+        " search: p50 (mean)\n  ratio = refit's speed / mlflow's speed\n"
+        "  bound = mlflow's time / the caller's own CPU time per call in refit's run (the client's"
+        " or http.client's work):\n  the most any server could reach on this machine now"
     )
     print()
     print("\n".join(lines))
@@ -917,27 +908,19 @@ def report(results: dict, counts: dict, servers: dict, args, errors: list) -> di
                 for n, ms in decoded.items()
             )
         )
-    floor = results.get("floor")
-    client_ml = results.get(("client", "search_runs"), {}).get("mlflow") or {}
-    if floor:
-        bound = (
-            f"; MLflow's p50 through the client / this = {client_ml['p50_ms'] / floor['p50_ms']:.1f}x,"
-            " the most any server could reach"
-            if "p50_ms" in client_ml
-            else ""
-        )
-        print(
-            f"client search_runs against a server that answers at once (refit's answer, "
-            f"{floor['matches']} runs): p50 {floor['p50_ms']:.2f} ms (mean {floor['mean_ms']:.2f})"
-            + bound
-        )
     print()
     if errors:
         print(f"FAILED ({len(errors)}):")
         for e in errors:
             print(f"  {e['server']} {e['mode']} {e['workload']}: {e['error']}")
+    beyond = [
+        f"{r['mode']} {r['workload']}"
+        for r in summary_rows
+        if r["bound"] is not None and r["bound"] < r["target"]
+    ]
     print(
         f"targets met: {sum(m is True for m in mets)} of {len(mets)}"
+        + (f"; beyond any server here (bound < target): {', '.join(beyond)}" if beyond else "")
         + (" (--quick: fewer calls, figures only indicative)" if args.quick else "")
     )
     return {
@@ -950,7 +933,6 @@ def report(results: dict, counts: dict, servers: dict, args, errors: list) -> di
                    "max_results": SEARCH_MAX_RESULTS},  # fmt: skip
         "targets": TARGETS,
         "results": summary_rows,
-        "client_search_floor": results.get("floor"),
         "all_targets_met": all_met,
         "errors": errors,
         "ok": not errors,
@@ -1022,6 +1004,7 @@ def main() -> int:
                     raise Reported() from e
             targets.append(t)
         current = "-"
+        wait_until_quiet()
         run_all(targets, counts, results, errors)
         for server in started:
             if any(e["server"] == server.name for e in errors):
