@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::Result;
-use crate::sql::Sql;
+use crate::sql::{DirectTransaction, Sql, Tx};
 
 /// Which database a [`Store`] runs on. SQL is shared; only a few statements differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +201,29 @@ impl WriteConnection {
         match self {
             WriteConnection::Pooled(_) => None,
             WriteConnection::Held(held) => held.direct.as_mut(),
+        }
+    }
+
+    /// Runs `write` in one transaction, committed when it returns `Ok`, rolled back otherwise.
+    /// On SQLite it runs on the direct connection (see [`WriteConnection::transaction`]): each of
+    /// its statements then runs right here, without a hand-off to sqlx's worker thread and back.
+    pub(crate) async fn write<T>(
+        &mut self,
+        write: impl AsyncFnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match self.direct() {
+            Some(direct) => {
+                let mut transaction = DirectTransaction::begin(direct)?;
+                let out = write(&mut transaction.tx()).await?;
+                transaction.commit()?;
+                Ok(out)
+            }
+            None => {
+                let mut tx = self.begin().await?;
+                let out = write(&mut Tx::Any(&mut tx)).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
         }
     }
 

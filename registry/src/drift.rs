@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::audit::{self, Actor};
 use crate::db::{Store, now_ms};
 use crate::error::{Error, Result};
-use crate::sql::{DirectTransaction, Sql, Tx};
+use crate::sql::{Sql, Tx};
 
 /// Default rows per drift window when a dataset has no settings.
 pub const DEFAULT_WINDOW_ROWS: i64 = 1_000;
@@ -312,20 +312,9 @@ impl Store {
         let mut conn = self.writer().await?;
         // On SQLite through the writer's direct connection, as ingests are: the stream's drift
         // task stores a batch's windows between two ingests.
-        let ids = match conn.direct() {
-            Some(direct) => {
-                let mut transaction = DirectTransaction::begin(direct)?;
-                let ids = insert_reports(&mut transaction.tx(), reports, now).await?;
-                transaction.commit()?;
-                ids
-            }
-            None => {
-                let mut tx = conn.begin().await?;
-                let ids = insert_reports(&mut Tx::Any(&mut tx), reports, now).await?;
-                tx.commit().await?;
-                ids
-            }
-        };
+        let ids = conn
+            .write(async |tx| insert_reports(tx, reports, now).await)
+            .await?;
         Ok(ids
             .into_iter()
             .zip(reports)

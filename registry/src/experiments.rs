@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::audit::{self, Actor};
 use crate::db::{Store, now_ms};
 use crate::error::{Error, Result, is_unique_violation};
+use crate::sql::{Sql, Tx};
 use crate::validate;
 
 /// Whether a resource is live or soft-deleted (MLflow's lifecycle stage).
@@ -90,7 +91,26 @@ pub(crate) fn parse_experiment_id(id: &str) -> Result<i64> {
     id.parse::<i64>()
         .ok()
         .filter(|n| *n >= 0)
-        .ok_or_else(|| Error::not_found(format!("No Experiment with id={id} exists")))
+        .ok_or_else(|| no_experiment(id))
+}
+
+fn no_experiment(id: &str) -> Error {
+    Error::not_found(format!("No Experiment with id={id} exists"))
+}
+
+/// Refuses a write into the experiment `id` unless it is active.
+fn check_active(id: &str, stage: LifecycleStage) -> Result<()> {
+    if stage != LifecycleStage::Active {
+        return Err(Error::invalid(format!(
+            "The experiment {id} must be in the 'active' state. Current state is deleted."
+        )));
+    }
+    Ok(())
+}
+
+/// Where an experiment created without an artifact location keeps its runs' artifacts.
+fn default_artifact_location(id: i64) -> String {
+    format!("mlflow-artifacts:/{id}")
 }
 
 pub(crate) fn experiment_from_row(row: &AnyRow, tags: Vec<Tag>) -> Result<Experiment> {
@@ -99,7 +119,7 @@ pub(crate) fn experiment_from_row(row: &AnyRow, tags: Vec<Tag>) -> Result<Experi
     Ok(Experiment {
         experiment_id: id.to_string(),
         name: row.try_get("name")?,
-        artifact_location: location.unwrap_or_else(|| format!("mlflow-artifacts:/{id}")),
+        artifact_location: location.unwrap_or_else(|| default_artifact_location(id)),
         lifecycle_stage: LifecycleStage::parse(&row.try_get::<String, _>("lifecycle_stage")?),
         creation_time: row.try_get("creation_time")?,
         last_update_time: row.try_get("last_update_time")?,
@@ -148,13 +168,29 @@ pub(crate) async fn load_experiment(
 pub(crate) async fn active_experiment(conn: &mut AnyConnection, id: &str) -> Result<Experiment> {
     let exp = load_experiment(conn, parse_experiment_id(id)?)
         .await?
-        .ok_or_else(|| Error::not_found(format!("No Experiment with id={id} exists")))?;
-    if exp.lifecycle_stage != LifecycleStage::Active {
-        return Err(Error::invalid(format!(
-            "The experiment {id} must be in the 'active' state. Current state is deleted."
-        )));
-    }
+        .ok_or_else(|| no_experiment(id))?;
+    check_active(id, exp.lifecycle_stage)?;
     Ok(exp)
+}
+
+/// An experiment that must exist and be active, as [`active_experiment`], for a new run in it:
+/// its numeric id and artifact location.
+pub(crate) async fn active_experiment_location(tx: &mut Tx<'_>, id: &str) -> Result<(i64, String)> {
+    let experiment_id = parse_experiment_id(id)?;
+    let mut sql = Sql::new(
+        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ",
+    );
+    sql.bind(experiment_id);
+    let (location, stage) = tx
+        .fetch_all::<(Option<String>, String)>(sql)
+        .await?
+        .pop()
+        .ok_or_else(|| no_experiment(id))?;
+    check_active(id, LifecycleStage::parse(&stage))?;
+    Ok((
+        experiment_id,
+        location.unwrap_or_else(|| default_artifact_location(experiment_id)),
+    ))
 }
 
 fn validate_tags(tags: &[Tag]) -> Result<()> {

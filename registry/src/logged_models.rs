@@ -27,7 +27,7 @@ use crate::page;
 use crate::runs::{Param, active_run};
 use crate::search::{MAX_ORDER_CLAUSES, MAX_SEARCH_VALUES, SearchPage, check_filter_size};
 use crate::search_filter::{Op, Value};
-use crate::sql::Sql;
+use crate::sql::{Sql, Tx};
 use crate::{run_names, validate};
 
 /// The prefix of every logged model id.
@@ -850,7 +850,7 @@ impl Store {
         }
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
-        active_run(&mut tx, run_uuid).await?;
+        active_run(&mut Tx::Any(&mut tx), run_uuid).await?;
         for model_id in per_model.keys() {
             active_model(&mut tx, model_id).await?;
         }
@@ -955,7 +955,7 @@ impl Store {
         }
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
-        active_run(&mut tx, run_uuid).await?;
+        active_run(&mut Tx::Any(&mut tx), run_uuid).await?;
         for model_id in unique.keys() {
             if load_row(&mut tx, model_id).await?.is_none() {
                 return Err(not_found(model_id));

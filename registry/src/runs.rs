@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 use crate::audit::{self, Actor};
 use crate::db::{Backend, Store, new_id, now_ms};
 use crate::error::{Error, Result};
-use crate::experiments::{LifecycleStage, Tag, active_experiment};
-use crate::sql::Sql;
+use crate::experiments::{LifecycleStage, Tag, active_experiment_location};
+use crate::sql::{Sql, Tx};
 use crate::{run_names, validate};
 
 /// The tag MLflow keeps in step with a run's name.
@@ -272,21 +272,20 @@ fn stored_value(value: f64) -> (f64, i64) {
     if value.is_nan() { (0.0, 1) } else { (value, 0) }
 }
 
-async fn load_run(conn: &mut AnyConnection, run_id: &str) -> Result<StoredRun> {
-    let row = sqlx::query(
-        "SELECT r.id, r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
-         r.end_time, r.lifecycle_stage, r.artifact_uri FROM runs r WHERE r.run_uuid = $1",
-    )
-    .bind(run_id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
-    run_from_row(&row)
+async fn load_run(tx: &mut Tx<'_>, run_id: &str) -> Result<StoredRun> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
+    ));
+    sql.bind(run_id);
+    tx.fetch_rows(sql, run_from_row, stored_run_direct)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))
 }
 
 /// Loads a run that must exist and be active, as every write to a run requires.
-pub(crate) async fn active_run(conn: &mut AnyConnection, run_id: &str) -> Result<StoredRun> {
-    let run = load_run(conn, run_id).await?;
+pub(crate) async fn active_run(tx: &mut Tx<'_>, run_id: &str) -> Result<StoredRun> {
+    let run = load_run(tx, run_id).await?;
     if run.info.lifecycle_stage != LifecycleStage::Active {
         return Err(Error::invalid(format!(
             "The run {run_id} must be in the 'active' state. Current state is deleted."
@@ -640,7 +639,7 @@ fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<
 
 /// Writes params to an active run (row `run`) inside the caller's transaction. Params are
 /// immutable: if any would change, the whole call fails.
-async fn write_params(conn: &mut AnyConnection, run: &StoredRun, params: &[Param]) -> Result<()> {
+async fn write_params(tx: &mut Tx<'_>, run: &StoredRun, params: &[Param]) -> Result<()> {
     if params.is_empty() {
         return Ok(());
     }
@@ -658,17 +657,12 @@ async fn write_params(conn: &mut AnyConnection, run: &StoredRun, params: &[Param
             .push(")");
     }
     sql.push(" ON CONFLICT (run_id, key) DO NOTHING");
-    sql.execute(&mut *conn).await?;
+    tx.execute(sql).await?;
     let mut sql = Sql::new("SELECT key, value FROM params WHERE run_id = ");
     sql.bind(run.id)
         .push(" AND key IN ")
         .bind_list(params.iter().map(|p| p.key.as_str()));
-    let stored: HashMap<String, String> = sql
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-        .collect::<Result<_>>()?;
+    let stored: HashMap<String, String> = tx.fetch_all(sql).await?.into_iter().collect();
     for p in params {
         if let Some(old) = stored.get(&p.key)
             && old != &p.value
@@ -761,7 +755,7 @@ fn move_metric_log(backend: Backend) -> Vec<Sql> {
 
 /// Sets tags on an active run (row `run`) inside the caller's transaction; `mlflow.runName` also
 /// renames the run, as in MLflow.
-async fn write_tags(conn: &mut AnyConnection, run: &StoredRun, tags: &[Tag]) -> Result<()> {
+async fn write_tags(tx: &mut Tx<'_>, run: &StoredRun, tags: &[Tag]) -> Result<()> {
     if tags.is_empty() {
         return Ok(());
     }
@@ -781,13 +775,11 @@ async fn write_tags(conn: &mut AnyConnection, run: &StoredRun, tags: &[Tag]) -> 
             .push(")");
     }
     sql.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
-    sql.execute(&mut *conn).await?;
+    tx.execute(sql).await?;
     if let Some(name) = last.get(RUN_NAME_TAG) {
-        sqlx::query("UPDATE runs SET name = $1 WHERE id = $2")
-            .bind(*name)
-            .bind(run.id)
-            .execute(&mut *conn)
-            .await?;
+        let mut sql = Sql::new("UPDATE runs SET name = ");
+        sql.bind(*name).push(" WHERE id = ").bind(run.id);
+        tx.execute(sql).await?;
     }
     Ok(())
 }
@@ -818,35 +810,37 @@ impl Store {
         let run_id = new_id();
         let user_id = new.user_id.unwrap_or_else(|| actor.name.clone());
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let exp = active_experiment(&mut tx, &new.experiment_id).await?;
-        let artifact_uri = format!(
-            "{}/{run_id}/artifacts",
-            exp.artifact_location.trim_end_matches('/')
-        );
-        sqlx::query(
-            "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, \
-             lifecycle_stage, artifact_uri) VALUES ($1, $2, $3, $4, 'RUNNING', $5, 'active', $6)",
-        )
-        .bind(&run_id)
-        .bind(exp.experiment_id.parse::<i64>().expect("numeric id"))
-        .bind(&run_name)
-        .bind(&user_id)
-        .bind(new.start_time.unwrap_or_else(now_ms))
-        .bind(&artifact_uri)
-        .execute(&mut *tx)
-        .await?;
-        let run = load_run(&mut tx, &run_id).await?;
-        write_tags(&mut tx, &run, &tags).await?;
-        audit::record(
-            &mut tx,
-            actor,
-            "runs.create",
-            &format!("run:{run_id}"),
-            Some(&run_name),
-        )
-        .await?;
-        tx.commit().await?;
+        let run = conn
+            .write(async |tx| {
+                let (experiment_id, location) =
+                    active_experiment_location(tx, &new.experiment_id).await?;
+                let artifact_uri = format!("{}/{run_id}/artifacts", location.trim_end_matches('/'));
+                let mut insert = Sql::new(
+                    "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, \
+                     lifecycle_stage, artifact_uri) VALUES (",
+                );
+                insert
+                    .bind(run_id.as_str())
+                    .push(", ")
+                    .bind(experiment_id)
+                    .push(", ")
+                    .bind(run_name.as_str())
+                    .push(", ")
+                    .bind(user_id.as_str())
+                    .push(", 'RUNNING', ")
+                    .bind(new.start_time.unwrap_or_else(now_ms))
+                    .push(", 'active', ")
+                    .bind(artifact_uri)
+                    .push(")");
+                tx.execute(insert).await?;
+                let run = load_run(tx, &run_id).await?;
+                write_tags(tx, &run, &tags).await?;
+                let target = format!("run:{run_id}");
+                tx.execute(audit::entry(actor, "runs.create", &target, Some(&run_name)))
+                    .await?;
+                Ok(run)
+            })
+            .await?;
         // A new run holds only these tags: one per key, the last given, in key order as read back.
         let tags: BTreeMap<String, String> = tags.into_iter().map(|t| (t.key, t.value)).collect();
         Ok(Run {
@@ -873,7 +867,7 @@ impl Store {
                 .pop()
                 .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")));
         };
-        let run = load_run(&mut conn, run_id).await?;
+        let run = load_run(&mut Tx::Any(&mut conn), run_id).await?;
         drop(conn);
         Ok(readers
             .run(move |conn| attach_data_direct(conn, vec![run]))
@@ -893,83 +887,74 @@ impl Store {
             validate::name("run", name)?;
         }
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let run = active_run(&mut tx, run_id).await?;
-        let status = update.status.unwrap_or(run.info.status);
-        let end_time = update.end_time.or(run.info.end_time);
-        let name = update.run_name.clone().unwrap_or(run.info.run_name.clone());
-        sqlx::query("UPDATE runs SET status = $1, end_time = $2, name = $3 WHERE id = $4")
-            .bind(status.as_str())
-            .bind(end_time)
-            .bind(&name)
-            .bind(run.id)
-            .execute(&mut *tx)
+        conn.write(async |tx| {
+            let run = active_run(tx, run_id).await?;
+            let status = update.status.unwrap_or(run.info.status);
+            let end_time = update.end_time.or(run.info.end_time);
+            let name = update.run_name.clone().unwrap_or(run.info.run_name.clone());
+            let mut sql = Sql::new("UPDATE runs SET status = ");
+            sql.bind(status.as_str())
+                .push(", end_time = ")
+                .bind(end_time)
+                .push(", name = ")
+                .bind(name.as_str())
+                .push(" WHERE id = ")
+                .bind(run.id);
+            tx.execute(sql).await?;
+            if update.run_name.is_some() {
+                let tag = Tag {
+                    key: RUN_NAME_TAG.into(),
+                    value: name,
+                };
+                write_tags(tx, &run, &[tag]).await?;
+            }
+            let target = format!("run:{run_id}");
+            tx.execute(audit::entry(
+                actor,
+                "runs.update",
+                &target,
+                Some(status.as_str()),
+            ))
             .await?;
-        if update.run_name.is_some() {
-            let tag = Tag {
-                key: RUN_NAME_TAG.into(),
-                value: name,
-            };
-            write_tags(&mut tx, &run, &[tag]).await?;
-        }
-        audit::record(
-            &mut tx,
-            actor,
-            "runs.update",
-            &format!("run:{run_id}"),
-            Some(status.as_str()),
-        )
-        .await?;
-        let run = load_run(&mut tx, run_id).await?;
-        tx.commit().await?;
-        Ok(run.info)
+            Ok(load_run(tx, run_id).await?.info)
+        })
+        .await
     }
 
     /// Soft-deletes a run.
     #[tracing::instrument(skip(self, actor))]
     pub async fn delete_run(&self, actor: &Actor, run_id: &str) -> Result<()> {
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let run = load_run(&mut tx, run_id).await?;
-        sqlx::query("UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(run.id)
-            .execute(&mut *tx)
-            .await?;
-        audit::record(
-            &mut tx,
-            actor,
-            "runs.delete",
-            &format!("run:{run_id}"),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        conn.write(async |tx| {
+            let run = load_run(tx, run_id).await?;
+            let mut sql = Sql::new("UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = ");
+            sql.bind(now_ms()).push(" WHERE id = ").bind(run.id);
+            tx.execute(sql).await?;
+            let target = format!("run:{run_id}");
+            tx.execute(audit::entry(actor, "runs.delete", &target, None))
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Restores a soft-deleted run.
     #[tracing::instrument(skip(self, actor))]
     pub async fn restore_run(&self, actor: &Actor, run_id: &str) -> Result<()> {
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let run = load_run(&mut tx, run_id).await?;
-        sqlx::query(
-            "UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL WHERE id = $1",
-        )
-        .bind(run.id)
-        .execute(&mut *tx)
-        .await?;
-        audit::record(
-            &mut tx,
-            actor,
-            "runs.restore",
-            &format!("run:{run_id}"),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        conn.write(async |tx| {
+            let run = load_run(tx, run_id).await?;
+            let mut sql = Sql::new(
+                "UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL WHERE id = ",
+            );
+            sql.bind(run.id);
+            tx.execute(sql).await?;
+            let target = format!("run:{run_id}");
+            tx.execute(audit::entry(actor, "runs.restore", &target, None))
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Logs metrics, params and tags to an active run in one transaction: all or nothing.
@@ -1014,60 +999,60 @@ impl Store {
             // Nothing was written: the run is missing or deleted. Say which.
             drop(conn);
             let mut conn = self.read.acquire().await?;
-            active_run(&mut conn, run_id).await?;
+            active_run(&mut Tx::Any(&mut conn), run_id).await?;
             return Err(Error::InvalidState(format!(
                 "run {run_id} changed state while logging; retry"
             )));
         }
-        let mut tx = conn.begin().await?;
-        let run = active_run(&mut tx, run_id).await?;
-        write_params(&mut tx, &run, params).await?;
-        write_tags(&mut tx, &run, tags).await?;
-        if !metrics.is_empty() {
-            insert_metrics(run_id, metrics).execute(&mut tx).await?;
-            let moved = metrics_moved_version(self.backend(), run_id);
-            for statement in moved.into_iter().chain(move_metric_log(self.backend())) {
-                statement.execute(&mut tx).await?;
+        let backend = self.backend();
+        conn.write(async |tx| {
+            let run = active_run(tx, run_id).await?;
+            write_params(tx, &run, params).await?;
+            write_tags(tx, &run, tags).await?;
+            if !metrics.is_empty() {
+                tx.execute(insert_metrics(run_id, metrics)).await?;
+                let moved = metrics_moved_version(backend, run_id);
+                for statement in moved.into_iter().chain(move_metric_log(backend)) {
+                    tx.execute(statement).await?;
+                }
             }
-        }
-        audit::record(&mut tx, actor, "runs.log_batch", &target, Some(&detail)).await?;
-        tx.commit().await?;
-        Ok(())
+            tx.execute(audit::entry(
+                actor,
+                "runs.log_batch",
+                &target,
+                Some(&detail),
+            ))
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Removes a tag from an active run.
     #[tracing::instrument(skip(self, actor))]
     pub async fn delete_run_tag(&self, actor: &Actor, run_id: &str, key: &str) -> Result<()> {
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let run = active_run(&mut tx, run_id).await?;
-        let n = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
-            .bind(run.id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(Error::not_found(format!(
-                "No tag with name: {key} in run with id {run_id}"
-            )));
-        }
-        audit::record(
-            &mut tx,
-            actor,
-            "runs.delete_tag",
-            &format!("run:{run_id}"),
-            Some(key),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        conn.write(async |tx| {
+            let run = active_run(tx, run_id).await?;
+            let mut sql = Sql::new("DELETE FROM tags WHERE run_id = ");
+            sql.bind(run.id).push(" AND key = ").bind(key);
+            if tx.execute(sql).await? == 0 {
+                return Err(Error::not_found(format!(
+                    "No tag with name: {key} in run with id {run_id}"
+                )));
+            }
+            let target = format!("run:{run_id}");
+            tx.execute(audit::entry(actor, "runs.delete_tag", &target, Some(key)))
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Every recorded point of one metric of a run, by step then timestamp.
     pub async fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
         let mut conn = self.read.acquire().await?;
-        let run = load_run(&mut conn, run_id).await?;
+        let run = load_run(&mut Tx::Any(&mut conn), run_id).await?;
         let rows = sqlx::query(
             "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_id = $1 AND key = $2 \
              UNION SELECT key, value, timestamp, step, is_nan FROM metric_log \
@@ -1109,7 +1094,7 @@ impl Store {
         }
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
-        let run = active_run(&mut tx, run_id).await?;
+        let run = active_run(&mut Tx::Any(&mut tx), run_id).await?;
         let experiment_id: i64 = run.info.experiment_id.parse().expect("numeric id");
         for input in inputs {
             let d = &input.dataset;

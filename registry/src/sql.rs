@@ -12,6 +12,7 @@ pub(crate) enum Bind {
     F64(f64),
     Text(String),
     NullText,
+    NullI64,
     Bytes(Vec<u8>),
 }
 
@@ -45,6 +46,12 @@ impl From<String> for Bind {
     }
 }
 
+impl From<Option<i64>> for Bind {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Bind::NullI64, Bind::I64)
+    }
+}
+
 impl From<Option<&str>> for Bind {
     fn from(v: Option<&str>) -> Self {
         v.map_or(Bind::NullText, Bind::from)
@@ -58,7 +65,7 @@ impl rusqlite::ToSql for Bind {
             Bind::I64(v) => ValueRef::Integer(*v),
             Bind::F64(v) => ValueRef::Real(*v),
             Bind::Text(v) => ValueRef::Text(v.as_bytes()),
-            Bind::NullText => ValueRef::Null,
+            Bind::NullText | Bind::NullI64 => ValueRef::Null,
             Bind::Bytes(v) => ValueRef::Blob(v),
         }))
     }
@@ -159,6 +166,7 @@ impl Sql {
                 Bind::F64(v) => query.bind(v),
                 Bind::Text(v) => query.bind(v),
                 Bind::NullText => query.bind(None::<String>),
+                Bind::NullI64 => query.bind(None::<i64>),
                 Bind::Bytes(v) => query.bind(v),
             };
         }
@@ -272,22 +280,35 @@ impl Tx<'_> {
 
     /// Every row the query returns, as `T`.
     pub(crate) async fn fetch_all<T: Columns>(&mut self, sql: Sql) -> crate::Result<Vec<T>> {
+        self.fetch_rows(sql, |r| Ok(T::from_any(r)?), |r| Ok(T::from_direct(r)?))
+            .await
+    }
+
+    /// Every row the query returns, read by `any` from sqlx's rows or by `direct` from the direct
+    /// connection's.
+    pub(crate) async fn fetch_rows<T>(
+        &mut self,
+        sql: Sql,
+        any: impl Fn(&AnyRow) -> crate::Result<T>,
+        direct: impl Fn(&rusqlite::Row<'_>) -> crate::Result<T>,
+    ) -> crate::Result<Vec<T>> {
         match self {
-            Tx::Any(conn) => Ok(sql
-                .fetch_all(conn)
-                .await?
-                .iter()
-                .map(T::from_any)
-                .collect::<sqlx::Result<_>>()?),
+            Tx::Any(conn) => sql.fetch_all(conn).await?.iter().map(any).collect(),
             Tx::Direct(conn) => {
                 let mut rows = Vec::new();
+                let mut failed = None;
                 blocking(sql.binds.len(), || {
                     sql.query_direct(conn, |r| {
-                        rows.push(T::from_direct(r)?);
+                        match direct(r) {
+                            Ok(row) => rows.push(row),
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                            }
+                        }
                         Ok(())
                     })
                 })?;
-                Ok(rows)
+                failed.map_or(Ok(rows), Err)
             }
         }
     }
