@@ -567,7 +567,7 @@ impl Store {
                 .await?
                 .is_some();
             if !exists {
-                return Err(Error::not_found(format!("Run with id={run_id} not found")));
+                return Err(crate::runs::no_run(run_id));
             }
         }
         let version: i64 = sqlx::query(

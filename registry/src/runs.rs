@@ -272,15 +272,25 @@ fn stored_value(value: f64) -> (f64, i64) {
     if value.is_nan() { (0.0, 1) } else { (value, 0) }
 }
 
-async fn load_run(tx: &mut Tx<'_>, run_id: &str) -> Result<StoredRun> {
+/// The query for the row of the run `run_id` ([`RUN_COLUMNS`]).
+fn run_row(run_id: &str) -> Sql {
     let mut sql = Sql::new(&format!(
         "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
     ));
     sql.bind(run_id);
-    tx.fetch_rows(sql, run_from_row, stored_run_direct)
+    sql
+}
+
+/// The error for a run id that names no run.
+pub(crate) fn no_run(run_id: &str) -> Error {
+    Error::not_found(format!("Run with id={run_id} not found"))
+}
+
+async fn load_run(tx: &mut Tx<'_>, run_id: &str) -> Result<StoredRun> {
+    tx.fetch_rows(run_row(run_id), run_from_row, stored_run_direct)
         .await?
         .pop()
-        .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))
+        .ok_or_else(|| no_run(run_id))
 }
 
 /// Loads a run that must exist and be active, as every write to a run requires.
@@ -858,21 +868,28 @@ impl Store {
 
     /// The run with this id, deleted or not, with its data and inputs.
     pub async fn get_run(&self, run_id: &str) -> Result<Run> {
-        let mut conn = self.read.acquire().await?;
         let Some(readers) = self.direct_readers() else {
+            let mut conn = self.read.acquire().await?;
             let mut page = Sql::new("SELECT id, 0 AS ord FROM runs WHERE run_uuid = ");
             page.bind(run_id);
             return load_page_postgres(&mut conn, page)
                 .await?
                 .pop()
-                .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")));
+                .ok_or_else(|| no_run(run_id));
         };
-        let run = load_run(&mut Tx::Any(&mut conn), run_id).await?;
-        drop(conn);
-        Ok(readers
-            .run(move |conn| attach_data_direct(conn, vec![run]))
-            .await?
-            .remove(0))
+        // The row and its data in one direct read.
+        let run_id = run_id.to_string();
+        readers
+            .run(move |conn| {
+                let mut found = Vec::new();
+                run_row(&run_id).query_direct(conn, |r| {
+                    found.push(stored_run_direct(r));
+                    Ok(())
+                })?;
+                let run = found.pop().ok_or_else(|| no_run(&run_id))??;
+                Ok(attach_data_direct(conn, vec![run])?.remove(0))
+            })
+            .await
     }
 
     /// Updates status, end time or name of an active run.
