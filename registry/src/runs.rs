@@ -786,7 +786,11 @@ async fn write_tags(tx: &mut Tx<'_>, run: &StoredRun, tags: &[Tag]) -> Result<()
     }
     sql.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
     tx.execute(sql).await?;
-    if let Some(name) = last.get(RUN_NAME_TAG) {
+    // The run's row as read in this transaction names it already when the run was just created
+    // with this name: no second write of its row then.
+    if let Some(name) = last.get(RUN_NAME_TAG)
+        && *name != run.info.run_name
+    {
         let mut sql = Sql::new("UPDATE runs SET name = ");
         sql.bind(*name).push(" WHERE id = ").bind(run.id);
         tx.execute(sql).await?;
