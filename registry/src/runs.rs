@@ -253,6 +253,35 @@ pub(crate) fn stored_run_direct(r: &rusqlite::Row<'_>) -> Result<StoredRun> {
     })
 }
 
+/// The stored rows of the runs with row ids `ids`, in that order, from a direct SQLite read (in
+/// whose transaction each of them exists).
+pub(crate) fn stored_runs_direct(
+    conn: &rusqlite::Connection,
+    ids: &[i64],
+) -> Result<Vec<StoredRun>> {
+    let mut by_id = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN "));
+        sql.bind_list(chunk.iter().copied());
+        let mut rows = Vec::new();
+        sql.query_direct(conn, |r| {
+            rows.push(stored_run_direct(r));
+            Ok(())
+        })?;
+        for run in rows {
+            let run = run?;
+            by_id.insert(run.id, run);
+        }
+    }
+    ids.iter()
+        .map(|id| {
+            by_id.remove(id).ok_or_else(|| {
+                Error::Integrity(format!("run row {id} vanished within one read transaction"))
+            })
+        })
+        .collect()
+}
+
 fn metric_from_row(row: &AnyRow) -> Result<Metric> {
     let is_nan: i64 = row.try_get("is_nan")?;
     Ok(Metric {

@@ -494,38 +494,33 @@ impl Store {
                 next_page_token: page.next_page_token,
             });
         };
+        // The page's order and each run's version only: the rows of runs whose rendering is kept
+        // at that version are not read (nor carried through the sorter).
         let mut q = run_page_query(search)?;
-        q.finish(&format!(
-            "SELECT {}, r.data_version",
-            crate::runs::RUN_COLUMNS
-        ));
+        q.finish("SELECT r.id, r.run_uuid, r.data_version");
         let sql = q.sql;
         let kept = kept.clone();
         let (fetched, items) = readers
             .run(move |conn| {
-                let mut rows = Vec::new();
+                let mut page: Vec<(i64, String, i64)> = Vec::new();
                 sql.query_direct(conn, |r| {
-                    let version: i64 = r.get(10)?;
-                    rows.push(crate::runs::stored_run_direct(r).map(|run| (run, version)));
+                    page.push((r.get(0)?, r.get(1)?, r.get(2)?));
                     Ok(())
                 })?;
-                let fetched = rows.len();
+                let fetched = page.len();
                 let mut items: Vec<Option<Bytes>> = Vec::with_capacity(fetched);
-                // (place on the page, row id, version) and the run, of runs to render
+                // (place on the page, row id, version) of runs to render
                 let mut places = Vec::new();
-                let mut stale = Vec::new();
-                for row in rows {
-                    let (run, version) = row?;
-                    match kept.get(run.id, &run.info.run_uuid, version) {
-                        Some(body) => items.push(Some(body)),
-                        None => {
-                            places.push((items.len(), run.id, version));
-                            items.push(None);
-                            stale.push(run);
-                        }
+                for (id, uuid, version) in page {
+                    let body = kept.get(id, &uuid, version);
+                    if body.is_none() {
+                        places.push((items.len(), id, version));
                     }
+                    items.push(body);
                 }
-                if !stale.is_empty() {
+                if !places.is_empty() {
+                    let ids: Vec<i64> = places.iter().map(|&(_, id, _)| id).collect();
+                    let stale = crate::runs::stored_runs_direct(conn, &ids)?;
                     let runs = crate::runs::attach_data_direct(conn, stale)?;
                     let uuids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
                     let models = crate::logged_models::run_models_direct(conn, &uuids)?;
