@@ -1,10 +1,10 @@
 //! Runs as a caller rendered them (MLflow's JSON of a run with its logged-model links), kept
 //! between searches. On SQLite, triggers move a run's `data_version` on every write to anything the
-//! rendering shows (migration 0013), and a search reads each page run's version with its row, in
-//! the read transaction that would load its data: an entry is used only for the very run and
-//! version it was rendered from, and a run whose version moved is rendered again. A search then
-//! costs the query that finds and orders its runs, and the lookups and rendering of the runs that
-//! changed since the last search showed them.
+//! rendering shows (migration 0013), and a search reads each page run's id and version in the
+//! query that orders the page, in the read transaction that would load its data: an entry is used
+//! only for the very run and version it was rendered from, and a run whose version moved is read
+//! and rendered again. A search then costs the query that finds and orders its runs, and the
+//! lookups and rendering of the runs that changed since the last search showed them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
