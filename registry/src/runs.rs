@@ -263,13 +263,7 @@ pub(crate) fn stored_runs_direct(
     for chunk in ids.chunks(1000) {
         let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN "));
         sql.bind_list(chunk.iter().copied());
-        let mut rows = Vec::new();
-        sql.query_direct(conn, |r| {
-            rows.push(stored_run_direct(r));
-            Ok(())
-        })?;
-        for run in rows {
-            let run = run?;
+        for run in sql.rows_direct(conn, stored_run_direct)? {
             by_id.insert(run.id, run);
         }
     }
@@ -914,12 +908,10 @@ impl Store {
         let run_id = run_id.to_string();
         readers
             .run(move |conn| {
-                let mut found = Vec::new();
-                run_row(&run_id).query_direct(conn, |r| {
-                    found.push(stored_run_direct(r));
-                    Ok(())
-                })?;
-                let run = found.pop().ok_or_else(|| no_run(&run_id))??;
+                let run = run_row(&run_id)
+                    .rows_direct(conn, stored_run_direct)?
+                    .pop()
+                    .ok_or_else(|| no_run(&run_id))?;
                 Ok(attach_data_direct(conn, vec![run])?.remove(0))
             })
             .await

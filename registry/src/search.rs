@@ -452,12 +452,7 @@ impl Store {
         let sql = q.sql;
         let (fetched, items) = readers
             .run(move |conn| {
-                let mut stored = Vec::new();
-                sql.query_direct(conn, |r| {
-                    stored.push(crate::runs::stored_run_direct(r));
-                    Ok(())
-                })?;
-                let stored = stored.into_iter().collect::<Result<Vec<_>>>()?;
+                let stored = sql.rows_direct(conn, crate::runs::stored_run_direct)?;
                 Ok((stored.len(), crate::runs::attach_data_direct(conn, stored)?))
             })
             .await?;

@@ -181,6 +181,26 @@ impl Sql {
     }
 
     /// Runs the query on a direct SQLite connection, handing each row to `each`.
+    /// Each row of the statement's answer on a direct SQLite connection, as `row` reads it.
+    pub(crate) fn rows_direct<T>(
+        self,
+        conn: &rusqlite::Connection,
+        row: impl Fn(&rusqlite::Row<'_>) -> crate::Result<T>,
+    ) -> crate::Result<Vec<T>> {
+        let mut rows = Vec::new();
+        let mut failed = None;
+        self.query_direct(conn, |r| {
+            match row(r) {
+                Ok(value) => rows.push(value),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+            Ok(())
+        })?;
+        failed.map_or(Ok(rows), Err)
+    }
+
     pub(crate) fn query_direct(
         self,
         conn: &rusqlite::Connection,
@@ -294,22 +314,7 @@ impl Tx<'_> {
     ) -> crate::Result<Vec<T>> {
         match self {
             Tx::Any(conn) => sql.fetch_all(conn).await?.iter().map(any).collect(),
-            Tx::Direct(conn) => {
-                let mut rows = Vec::new();
-                let mut failed = None;
-                blocking(sql.binds.len(), || {
-                    sql.query_direct(conn, |r| {
-                        match direct(r) {
-                            Ok(row) => rows.push(row),
-                            Err(e) => {
-                                failed.get_or_insert(e);
-                            }
-                        }
-                        Ok(())
-                    })
-                })?;
-                failed.map_or(Ok(rows), Err)
-            }
+            Tx::Direct(conn) => blocking(sql.binds.len(), || sql.rows_direct(conn, direct)),
         }
     }
 }
